@@ -1,0 +1,123 @@
+"""The pilot: CNN + recurrent head, camera frame (+ IMU) and elapsed time -> velocity command.
+
+Commands are [vx, vy, vz, yaw_rate] in the body frame (FLU, REP-103), m/s and rad/s.
+Input normalisation and output scaling live in the model as buffers, so a checkpoint
+flies without side files.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from liquid_pilot.nn.encoder import ConvEncoder
+from liquid_pilot.nn.heads import HEADS, make_head
+
+COMMAND_AXES = ("vx", "vy", "vz", "yaw_rate")
+IMU_FIELDS = ("gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")
+
+
+@dataclass
+class PilotConfig:
+    head: str = "cfc_ncp"  # one of HEADS
+    units: int = 19  # neurons (NCP heads) or hidden units (baselines)
+    features: int = 32  # CNN features fed to the head
+    image_height: int = 64
+    image_width: int = 64
+    use_imu: bool = True
+    sparsity: float = 0.5
+    wiring_seed: int = 22222
+    ltc_unfolds: int = 6
+    # Seconds are multiplied by this before reaching the cells: 16 makes a 16 Hz control
+    # period one unit of cell time, the regime the cells' initialisations are tuned for.
+    time_scale: float = 16.0
+    command_scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 0.5, 1.0])
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if len(self.command_scale) != len(COMMAND_AXES) or min(self.command_scale) <= 0:
+            raise ValueError(f"command_scale needs {len(COMMAND_AXES)} positive values {COMMAND_AXES}")
+        if self.time_scale <= 0 or self.units < 1:
+            raise ValueError("time_scale and units must be positive")
+
+
+class Pilot(nn.Module):
+    def __init__(self, config: PilotConfig | None = None, seed: int = 0):
+        super().__init__()
+        self.config = config = config or PilotConfig()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.encoder = ConvEncoder(config.image_height, config.image_width, config.features)
+            inputs = config.features + (len(IMU_FIELDS) if config.use_imu else 0)
+            self.head = make_head(config.head, inputs, len(COMMAND_AXES), config.units,
+                                  config.sparsity, config.wiring_seed, config.ltc_unfolds)
+        self.register_buffer("image_mean", torch.full((3,), 0.5))
+        self.register_buffer("image_std", torch.full((3,), 0.25))
+        self.register_buffer("imu_mean", torch.zeros(len(IMU_FIELDS)))
+        self.register_buffer("imu_std", torch.ones(len(IMU_FIELDS)))
+        self.register_buffer("command_scale", torch.tensor(config.command_scale, dtype=torch.float32))
+
+    @property
+    def state_size(self) -> int:
+        return self.head.state_size
+
+    def initial_state(self, batch: int = 1) -> Tensor:
+        return torch.zeros(batch, self.state_size, device=self.command_scale.device)
+
+    def set_normalisation(self, image_mean: Tensor, image_std: Tensor,
+                          imu_mean: Tensor | None = None, imu_std: Tensor | None = None) -> None:
+        """Per-channel image statistics in [0, 1] units, and per-field IMU statistics."""
+        with torch.no_grad():
+            self.image_mean.copy_(torch.as_tensor(image_mean))
+            self.image_std.copy_(torch.as_tensor(image_std).clamp_min(1e-6))
+            if imu_mean is not None and imu_std is not None:
+                self.imu_mean.copy_(torch.as_tensor(imu_mean))
+                self.imu_std.copy_(torch.as_tensor(imu_std).clamp_min(1e-6))
+
+    def _sensory(self, image: Tensor, imu: Tensor | None) -> Tensor:
+        """Images (N, H, W, 3) RGB, uint8 or float in 0..255, and IMU (N, 6) -> features (N, F)."""
+        expected = (self.config.image_height, self.config.image_width, 3)
+        if tuple(image.shape[1:]) != expected:
+            raise ValueError(f"image must be (batch, {expected[0]}, {expected[1]}, 3) RGB, got {tuple(image.shape)}")
+        x = image.permute(0, 3, 1, 2).float() / 255.0
+        x = (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
+        features = self.encoder(x)
+        if not self.config.use_imu:
+            return features
+        if imu is None or imu.shape[-1] != len(IMU_FIELDS):
+            raise ValueError(f"this pilot needs an IMU vector of {len(IMU_FIELDS)} values {IMU_FIELDS}")
+        return torch.cat([features, (imu.float() - self.imu_mean) / self.imu_std], -1)
+
+    def step(self, obs: Mapping[str, Tensor], state: Tensor | None, dt: Tensor | float) -> tuple[Tensor, Tensor]:
+        """One control step. obs: "image" (B, H, W, 3) and "imu" (B, 6); dt: elapsed seconds, (B, 1)."""
+        image = obs["image"]
+        batch = image.shape[0]
+        state = self.initial_state(batch) if state is None else state
+        dt = torch.as_tensor(dt, dtype=torch.float32).reshape(-1, 1).expand(batch, 1)
+        y, state = self.head.step(self._sensory(image, obs.get("imu")), state, dt * self.config.time_scale)
+        return y * self.command_scale, state
+
+    def forward(self, images: Tensor, imu: Tensor | None, dt: Tensor,
+                state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Sequences for training: images (B, T, H, W, 3), imu (B, T, 6), dt (B, T, 1) seconds."""
+        batch, steps = images.shape[:2]
+        state = self.initial_state(batch) if state is None else state
+        flat_imu = None if imu is None else imu.flatten(0, 1)
+        x = self._sensory(images.flatten(0, 1), flat_imu).unflatten(0, (batch, steps))
+        y, state = self.head.sequence(x, dt.reshape(batch, steps, 1) * self.config.time_scale, state)
+        return y * self.command_scale, state
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Count trainable parameters of the CNN, the head and in total.
+
+        ``masked_out`` counts the head's entries that the wiring switches off (they never
+        affect the output).
+        """
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters() if p.requires_grad)
+        masked_out = getattr(self.head, "masked_out", lambda: 0)()
+        return {"encoder": count(self.encoder), "head": count(self.head), "total": count(self),
+                "masked_out": masked_out}
