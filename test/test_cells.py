@@ -132,12 +132,14 @@ def test_ncps_semantics_leak_through_time_gates_and_strict_mode_does_not() -> No
 
 
 @pytest.mark.parametrize("cell_type", [WiredCfC, LTC])
-def test_sequence_equals_repeated_steps_and_batch_equals_single_samples(cell_type: type) -> None:
+@pytest.mark.parametrize("steps", [1, 2, STEPS])  # shorter and longer than the three layers
+def test_sequence_equals_repeated_steps_and_batch_equals_single_samples(cell_type: type, steps: int) -> None:
     cell = cell_type(auto_ncp(INPUTS, 19, 4, 0.5, 3)).double()
     x, dt, h0 = _rollout_data()
+    x, dt = x[:, :steps], dt[:, :steps]
     y_seq, h_seq = cell.sequence(x, dt, h0)
     h = h0
-    for t in range(STEPS):
+    for t in range(steps):
         y_t, h = cell.step(x[:, t], h, dt[:, t])
         torch.testing.assert_close(y_t, y_seq[:, t], rtol=0, atol=1e-12)
     torch.testing.assert_close(h, h_seq, rtol=0, atol=1e-12)

@@ -17,10 +17,14 @@ from liquid_pilot.nn.wiring import Wiring
 GATES = 4  # CfC pre-activations per neuron: f1, f2, time_a, time_b
 
 
-def cfc_update(z: Tensor, dt: Tensor) -> Tensor:
+def cfc_update(z: Tensor, dt: Tensor, size: int) -> Tensor:
     """Return the CfC state f1 * (1 - g) + g * f2, f = tanh(.), g = sigmoid(time_a * dt + time_b)."""
-    f1, f2, time_a, time_b = z.chunk(GATES, -1)
-    return torch.lerp(torch.tanh(f1), torch.tanh(f2), torch.sigmoid(torch.addcmul(time_b, time_a, dt)))
+    f1, f2, time_a, time_b = z.split(size, -1)
+    f1, f2 = torch.tanh(f1), torch.tanh(f2)
+    gate = torch.sigmoid(torch.addcmul(time_b, time_a, dt))
+    if torch.jit.is_tracing():  # ONNX has no lerp; the exporter's stand-in costs eight nodes
+        return f1 + gate * (f2 - f1)
+    return torch.lerp(f1, f2, gate)
 
 
 class CfCLayer(nn.Module):
@@ -80,6 +84,10 @@ class WiredCfC(nn.Module):
     def state_size(self) -> int:
         return sum(self.sizes)
 
+    @property
+    def units(self) -> int:
+        return sum(self.sizes)
+
     def _weights(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Return the masked weights of every layer.
 
@@ -106,25 +114,55 @@ class WiredCfC(nn.Module):
 
     def step(self, x: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
         new = []
-        for (w_in, w_rec, bias), h in zip(self._weights(), state.split(self.sizes, 1)):
-            x = cfc_update(torch.addmm(torch.addmm(bias, x, w_in), h, w_rec), dt)
+        for (w_in, w_rec, bias), h, size in zip(self._weights(), state.split(self.sizes, 1), self.sizes):
+            x = cfc_update(torch.addmm(torch.addmm(bias, x, w_in), h, w_rec), dt, size)
             new.append(x)
         return x, torch.cat(new, 1)
 
     def sequence(self, x: Tensor, dt: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        weights = self._weights()
-        # The sensory projection of the first layer needs no recurrence: do all steps at once.
-        z0 = torch.matmul(x, weights[0][0]) + weights[0][2]
-        hs = list(state.split(self.sizes, 1))
-        outputs = []
-        for t in range(x.shape[1]):
-            h = cfc_update(torch.addmm(z0[:, t], hs[0], weights[0][1]), dt[:, t])
-            hs[0] = h
-            for i, (w_in, w_rec, bias) in enumerate(weights[1:], 1):
-                h = cfc_update(torch.addmm(torch.addmm(bias, h, w_in), hs[i], w_rec), dt[:, t])
-                hs[i] = h
-            outputs.append(h)
-        return torch.stack(outputs, 1), torch.cat(hs, 1)
+        """Run (B, T, F) inputs as a wavefront: at iteration k, layer l computes time k - l.
+
+        Every layer then reads only states from the previous iteration, so one matmul and one
+        CfC update over all neurons advance all layers at once: T + L - 1 iterations of a
+        few ops instead of T * L small ones. The arithmetic is the same as repeated ``step``.
+        """
+        steps, layers = x.shape[1], len(self.sizes)
+        w_in, w_state, bias = self._joint_weights()
+        z_in = torch.matmul(x, w_in) + bias  # the sensory drive of layer 0, all steps at once
+        delay = torch.cat([torch.full((size,), i) for i, size in enumerate(self.sizes)])  # per neuron
+        time = torch.arange(steps + layers - 1).unsqueeze(1) - delay  # (K, N): time each neuron computes
+        active = (time >= 0) & (time < steps)
+        dt_skewed = dt[:, time.clamp(0, steps - 1), 0]  # (B, K, N)
+        motors, h = [], state
+        for k in range(steps + layers - 1):
+            new = cfc_update(torch.addmm(z_in[:, min(k, steps - 1)], h, w_state), dt_skewed[:, k], self.units)
+            h = new if bool(active[k].all()) else torch.where(active[k], new, h)
+            if k >= layers - 1:
+                motors.append(h[:, -self.sizes[-1]:])
+        return torch.stack(motors, 1), h
+
+    def _joint_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Place every layer's masked weights in one (inputs, 4N) and one (N, 4N) matrix.
+
+        Columns are gate-major: [f1 of all neurons, f2 of all, time_a of all, time_b of all].
+        """
+        n, weights = self.units, self._weights()
+        w_in = weights[0][0].new_zeros(self.wiring.inputs, GATES * n)
+        w_state = weights[0][0].new_zeros(n, GATES * n)
+        bias = weights[0][0].new_zeros(GATES * n)
+        start = 0
+        for i, ((layer_in, layer_rec, layer_bias), size) in enumerate(zip(weights, self.sizes)):
+            prev = start - self.sizes[i - 1] if i else 0
+            for g in range(GATES):
+                cols, block = slice(g * n + start, g * n + start + size), slice(g * size, (g + 1) * size)
+                if i == 0:
+                    w_in[:, cols] = layer_in[:, block]
+                else:
+                    w_state[prev:start, cols] = layer_in[:, block]
+                w_state[start:start + size, cols] = layer_rec[:, block]
+                bias[cols] = layer_bias[block]
+            start += size
+        return w_in, w_state, bias
 
 
 class DenseCfC(nn.Module):
@@ -138,7 +176,7 @@ class DenseCfC(nn.Module):
 
     def step(self, x: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
         w_in, w_rec = self.layer.masked()
-        h = cfc_update(torch.addmm(torch.addmm(self.layer.bias, x, w_in), state, w_rec), dt)
+        h = cfc_update(torch.addmm(torch.addmm(self.layer.bias, x, w_in), state, w_rec), dt, self.state_size)
         return self.readout(h), h
 
     def sequence(self, x: Tensor, dt: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
@@ -146,7 +184,7 @@ class DenseCfC(nn.Module):
         z = torch.matmul(x, w_in) + self.layer.bias
         hs = []
         for t in range(x.shape[1]):
-            state = cfc_update(torch.addmm(z[:, t], state, w_rec), dt[:, t])
+            state = cfc_update(torch.addmm(z[:, t], state, w_rec), dt[:, t], self.state_size)
             hs.append(state)
         return self.readout(torch.stack(hs, 1)), state
 
