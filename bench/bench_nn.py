@@ -41,6 +41,22 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 50, batch:
     return statistics.median(samples)
 
 
+def compare(baseline: Callable[[], object], ours: Callable[[], object], repeats: int, warmup: int = 50,
+            batch: int = 20) -> tuple[float, float]:
+    """Median seconds per call of both, timed in alternating groups so drift hits both alike."""
+    for _ in range(warmup):
+        baseline()
+        ours()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(repeats // batch, 5)):
+        for fn, out in ((baseline, samples[0]), (ours, samples[1])):
+            start = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            out.append((time.perf_counter() - start) / batch)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def emit(metric: str, value: float, unit: str, baseline: float | None = None, **extra: object) -> None:
     row: dict[str, object] = {"metric": metric, "value": round(value, 3), "unit": unit}
     if baseline is not None:
@@ -60,9 +76,8 @@ def head_steps(repeats: int) -> None:
     ref_ltc = LTCCell(wiring, implicit_param_constraints=True)
     with torch.inference_mode():
         for name, ours, ref in (("cfc", ours_cfc, ref_cfc), ("ltc", ours_ltc, ref_ltc)):
-            base = median_time(lambda: ref(x, h, dt), repeats) * 1e6
-            value = median_time(lambda: ours.step(x, h, dt), repeats) * 1e6
-            emit(f"{name}_ncp_head_step_eager", value, "us", base, batch=1, baseline_impl="ncps 1.0.1")
+            base, value = compare(lambda: ref(x, h, dt), lambda: ours.step(x, h, dt), repeats)
+            emit(f"{name}_ncp_head_step_eager", value * 1e6, "us", base * 1e6, batch=1, baseline_impl="ncps 1.0.1")
 
     class HeadStep(torch.nn.Module):
         def __init__(self, head: torch.nn.Module):
@@ -133,9 +148,8 @@ def training(iterations: int) -> None:
             ys.append(y)
         torch.nn.functional.mse_loss(torch.stack(ys, 1), target).backward()
 
-    base = median_time(ref_iteration, iterations, warmup=3, batch=1) * 1e3
-    value = median_time(ours_iteration, iterations, warmup=3, batch=1) * 1e3
-    emit("cfc_ncp_head_train_iteration", value, "ms", base, batch=batch, steps=steps,
+    base, value = compare(ref_iteration, ours_iteration, iterations, warmup=3, batch=1)
+    emit("cfc_ncp_head_train_iteration", value * 1e3, "ms", base * 1e3, batch=batch, steps=steps,
          **{"pass": "forward+backward", "baseline_impl": "ncps 1.0.1"})
 
 

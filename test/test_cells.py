@@ -170,10 +170,17 @@ def test_ltc_state_barely_moves_when_no_time_passes() -> None:
 
 def test_inference_cache_follows_weight_changes() -> None:
     cell = WiredCfC(auto_ncp(INPUTS))
-    x, h, dt = torch.randn(1, INPUTS), torch.zeros(1, 19), torch.ones(1, 1)
-    with torch.no_grad():
-        before = cell.step(x, h, dt)[1]
-        cell.layers[0].bias.add_(1.0)  # an in-place optimiser-style update
-        after = cell.step(x, h, dt)[1]
-    assert (before - after).abs().max() > 1e-3
-    torch.testing.assert_close(after, cell.step(x, h, dt)[1])  # with autograd: same numbers
+    x, h, dt = torch.randn(1, INPUTS), torch.randn(1, 19), torch.ones(1, 1)
+    changes = [
+        lambda layer: layer.bias.add_(1.0),  # an in-place optimiser-style update
+        lambda layer: setattr(layer.w_in, "data", layer.w_in.data * 2),  # a swapped storage
+        lambda layer: setattr(layer, "w_rec", torch.nn.Parameter(layer.w_rec * 3)),  # a new parameter
+        lambda layer: layer.mask_in.zero_(),  # a cut wiring
+    ]
+    for change in changes:
+        with torch.no_grad():
+            before = cell.step(x, h, dt)[1]
+            change(cell.layers[0])
+            after = cell.step(x, h, dt)[1]
+        assert (before - after).abs().max() > 1e-3
+        torch.testing.assert_close(after, cell.step(x, h, dt)[1])  # with autograd: same numbers
