@@ -41,6 +41,10 @@ setup(
         "onnx",
         "onnxruntime",
         "matplotlib",
+        "pyyaml",
+        "pybullet",
+        "gymnasium",
+        "opencv-python-headless",  # headless: no libGL needed on servers and robots
     ],
     extras_require={
         "ros": ROS,

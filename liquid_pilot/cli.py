@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from liquid_pilot.nn.checkpoint import CheckpointError, load_pilot, read_checkpoint
 from liquid_pilot.nn.policy import COMMAND_AXES, IMU_FIELDS, Pilot
@@ -74,6 +75,61 @@ def _export(args: argparse.Namespace) -> None:
         print(f"wrote {args.torchscript}")
 
 
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """``section.field=value`` pairs, values read as YAML (numbers, lists, true/false)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects section.field=value, got {pair!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
+def _sim(args: argparse.Namespace) -> None:
+    from liquid_pilot.sim.config import list_scenarios, load_scenario
+    from liquid_pilot.sim.episode import ExpertPolicy, fly
+    from liquid_pilot.sim.world import Simulator
+
+    if args.list:
+        for name in list_scenarios():
+            print(f"{name:18s} {load_scenario(name).description}")
+        return
+    scenario = load_scenario(args.scenario)
+    if args.set:
+        scenario = scenario.with_overrides(_parse_settings(args.set))
+    sim = Simulator(scenario)
+    if args.model:
+        from liquid_pilot.sim.pilots import PilotPolicy
+
+        policy = PilotPolicy.from_file(args.model)
+        policy.check(sim)
+    else:
+        policy = ExpertPolicy()
+    recorder = None
+    if args.video or args.plot:
+        from liquid_pilot.sim.video import FlightRecorder
+
+        recorder = FlightRecorder()
+    result = fly(sim, policy, args.seed, on_step=recorder)
+    pilot = args.model or "expert"
+    print(f"scenario {scenario.name} | pilot {pilot} | seed {args.seed}")
+    for key, value in result.summary().items():
+        print(f"  {key}: {value}")
+    if recorder is not None:
+        from liquid_pilot.sim.video import plot_trajectory
+
+        if args.video:
+            recorder.write_video(args.video, scenario.sim.camera_hz)
+            print(f"wrote {args.video}")
+        plot = args.plot or str(Path(args.video).with_suffix(".png"))
+        plot_trajectory(sim, result.trajectory, plot, f"{scenario.name}, {pilot}, seed {args.seed}: {result.reason}")
+        print(f"wrote {plot}")
+    sim.close()
+
+
 def _demo(args: argparse.Namespace) -> None:
     raise SystemExit("the closed-loop demo needs the simulator, which is not built yet "
                      "(see the README's roadmap); `liquid-pilot info` shows the pilot it will fly")
@@ -94,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="ONNX file to write")
     p.add_argument("--torchscript", help="TorchScript file to write")
     p.set_defaults(run=_export)
+    p = sub.add_parser("sim", help="fly one simulated episode and print its metrics")
+    p.add_argument("--scenario", default="forest_summer", help="scenario name or YAML file (default: forest_summer)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--expert", action="store_true", help="fly the privileged expert (the default)")
+    who.add_argument("--model", help="fly this trained pilot checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--video", help="write an MP4: onboard view beside a top-down map (and a plot beside it)")
+    p.add_argument("--plot", help="write the trajectory plot here (PNG)")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override a scenario setting, e.g. --set inject.image_noise=0.1 (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.set_defaults(run=_sim)
     p = sub.add_parser("demo", help="the closed-loop simulation demo with the shipped pilot")
     p.set_defaults(run=_demo)
     return parser

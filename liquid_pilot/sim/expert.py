@@ -1,0 +1,64 @@
+"""The privileged expert: flies each task from the true target and obstacle positions.
+
+It turns toward the active target, flies forward to the stand-off distance (slower while the
+target is off the nose), holds a flight height, and steers around nearby obstacles. With
+``perturbation`` > 0 it also returns a perturbed command to execute (DART-style): the flight
+wanders off the ideal path while the label stays the expert's correction.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from liquid_pilot.sim.world import Simulator
+
+FLIGHT_HEIGHT = 1.0  # m
+YAW_GAIN = 2.0  # rad/s per rad of bearing
+SPEED_GAIN = 0.8  # m/s per m of distance error
+HEIGHT_GAIN = 1.5
+AVOID_RANGE = 1.2  # m: obstacles closer than this (surface to drone) push the expert sideways
+
+
+class Expert:
+    def __init__(self, perturbation: float = 0.0, seed: int = 0, correlation_s: float = 0.5):
+        self.perturbation, self.correlation_s = perturbation, correlation_s
+        self.rng = np.random.default_rng(seed)
+        self.noise = np.zeros(4)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.noise[:] = 0.0
+
+    def act(self, sim: Simulator) -> np.ndarray:
+        """Return the expert's command [vx, vy, vz, yaw_rate] for the current state (the label)."""
+        state, task, limits = sim.state, sim.scenario.task, sim.limits
+        bearing = sim.target_bearing()
+        distance = sim.monitor.distance(state)
+        facing = max(0.0, math.cos(bearing)) ** 2
+        forward = float(np.clip(SPEED_GAIN * (distance - task.standoff), -0.5, limits[0])) * facing
+        command = np.array([forward, 0.0, HEIGHT_GAIN * (FLIGHT_HEIGHT - state.position[2]), YAW_GAIN * bearing])
+        command[:2] += self._avoid(sim)
+        return np.clip(command, -limits, limits)
+
+    def _avoid(self, sim: Simulator) -> np.ndarray:
+        """Return a body-frame velocity away from obstacles within AVOID_RANGE of their surface."""
+        state = sim.state
+        push = np.zeros(2)
+        centres, radii = sim.scene.obstacle_arrays()
+        if len(radii):
+            offsets = state.position[:2] - centres
+            distances = np.maximum(np.hypot(offsets[:, 0], offsets[:, 1]), 1e-6)
+            strength = np.clip((AVOID_RANGE - (distances - radii)) / AVOID_RANGE, 0.0, None)
+            push = (offsets / distances[:, None] * strength[:, None]).sum(0)
+        c, s = math.cos(state.yaw), math.sin(state.yaw)
+        return 0.8 * np.array([c * push[0] + s * push[1], -s * push[0] + c * push[1]])
+
+    def explore(self, label: np.ndarray, sim: Simulator, dt: float) -> np.ndarray:
+        """Return the command to execute: the label plus correlated noise scaled by the limits."""
+        if self.perturbation <= 0:
+            return label
+        decay = math.exp(-dt / self.correlation_s)
+        self.noise = self.noise * decay + math.sqrt(1 - decay ** 2) * self.rng.normal(size=4)
+        return np.clip(label + self.perturbation * sim.limits * self.noise, -sim.limits, sim.limits)

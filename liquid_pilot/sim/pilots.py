@@ -1,0 +1,38 @@
+"""A trained pilot (liquid_pilot.nn) as a simulator policy: camera, IMU and real dt in, command out."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from liquid_pilot.nn.checkpoint import load_pilot
+from liquid_pilot.nn.policy import Pilot
+from liquid_pilot.sim.world import Observation, Simulator
+
+
+class PilotPolicy:
+    def __init__(self, pilot: Pilot):
+        self.pilot = pilot.eval()
+        self.state: torch.Tensor | None = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> PilotPolicy:
+        return cls(load_pilot(path))
+
+    def check(self, sim: Simulator) -> None:
+        """Refuse a scenario whose camera does not give the images this pilot was built for."""
+        cfg, sim_cfg = self.pilot.config, sim.scenario.sim
+        if (cfg.image_height, cfg.image_width) != (sim_cfg.image_height, sim_cfg.image_width):
+            raise ValueError(f"the pilot expects {cfg.image_width}x{cfg.image_height} images but scenario "
+                             f"{sim.scenario.name!r} renders {sim_cfg.image_width}x{sim_cfg.image_height}")
+
+    def reset(self) -> None:
+        self.state = None
+
+    def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
+        with torch.inference_mode():
+            command, self.state = self.pilot.step(
+                {"image": torch.from_numpy(obs.image).unsqueeze(0), "imu": torch.from_numpy(obs.imu).unsqueeze(0)},
+                self.state, torch.tensor([[obs.dt]], dtype=torch.float32))
+        return command[0].numpy().astype(np.float64)

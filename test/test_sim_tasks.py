@@ -1,0 +1,125 @@
+"""Tasks and their rules: the expert succeeds; collisions, bounds, distractors and timeouts fail."""
+import math
+
+import numpy as np
+import pytest
+
+from liquid_pilot.sim.config import load_scenario
+from liquid_pilot.sim.episode import ExpertPolicy, EpisodeResult, fly
+from liquid_pilot.sim.world import Observation, Simulator
+
+
+class Constant:
+    """A policy that always sends the same command."""
+
+    def __init__(self, command: list[float]):
+        self.command = np.array(command, dtype=float)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
+        return self.command
+
+
+def run(name: str, policy: object, seed: int = 0, **overrides: object) -> EpisodeResult:
+    scenario = load_scenario(name)
+    return fly(Simulator(scenario.with_overrides(overrides) if overrides else scenario), policy, seed)
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("forest_summer", "reached"), ("hike", "visited_all"), ("moving_target", "tracked"),
+    ("distractors", "reached"), ("occluded_target", "reached"), ("urban", "reached")])
+def test_expert_completes_each_task(name: str, reason: str) -> None:
+    result = run(name, ExpertPolicy(), seed=1)
+    assert result.success and result.reason == reason
+    assert result.time_to_target is not None and result.collisions == 0
+    assert result.final_distance == pytest.approx(load_scenario(name).task.standoff, abs=0.75)
+
+
+def test_expert_is_reliable_in_distribution() -> None:
+    sim = Simulator(load_scenario("forest_summer"))
+    results = [fly(sim, ExpertPolicy(), seed) for seed in range(20, 40)]
+    assert sum(r.success for r in results) >= 19
+
+
+def test_hovering_forever_times_out() -> None:
+    result = run("forest_summer", Constant([0, 0, 0, 0]), **{"task.timeout_s": 3.0})
+    assert not result.success and result.reason == "timeout"
+    assert result.duration == pytest.approx(3.0, abs=0.05) and result.path_length < 0.1
+
+
+def test_flying_into_the_target_is_a_collision() -> None:
+    class Ram(ExpertPolicy):
+        def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
+            command = self.expert.act(sim)
+            command[0] = 1.0  # ignore the stand-off distance
+            command[2] = 1.5 * (0.5 - sim.state.position[2])  # down to the seat
+            return command
+
+    result = run("forest_summer", Ram(), seed=2)
+    assert result.reason == "collision" and result.collisions == 1 and result.final_distance < 0.45
+
+
+def test_flying_away_leaves_the_bounds_and_climbing_too() -> None:
+    away = run("forest_summer", Constant([-1.0, 0, 0, 0]), **{"scene.obstacles": 0, "task.timeout_s": 40.0})
+    assert away.reason == "out_of_bounds"
+    up = run("forest_summer", Constant([0, 0, 0.5, 0]), **{"task.timeout_s": 30.0})
+    assert up.reason == "out_of_bounds"
+
+
+def test_approaching_a_distractor_fails() -> None:
+    class Lured(ExpertPolicy):
+        def reset(self) -> None:
+            super().reset()
+            self.lured = False
+
+        def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
+            if not self.lured:  # fly to the first distractor instead of the chair
+                sim.monitor.target_xy = sim.scene.distractors[0][:2].copy()
+                self.lured = True
+            command = self.expert.act(sim)
+            command[:2] = [0.6, 0.0]  # straight at it, no stopping, no avoidance
+            return command
+
+    result = run("distractors", Lured(), seed=3)
+    assert result.reason == "distractor" and result.min_distractor_distance < 1.0
+
+
+def test_excessive_tilt_fails() -> None:
+    result = run("forest_summer", Constant([1.0, 0, 0, 0]), **{"sim.max_tilt_deg": 5.0})
+    assert result.reason == "tilt"
+
+
+def test_metrics_are_consistent() -> None:
+    result = run("forest_summer", ExpertPolicy(), seed=4)
+    trajectory = np.array(result.trajectory)
+    assert result.steps == len(trajectory)
+    steps = np.linalg.norm(np.diff(trajectory[:, 1:4], axis=0), axis=1).sum()
+    assert result.path_length == pytest.approx(steps, rel=0.05)
+    assert result.time_to_target == pytest.approx(result.duration)
+    smooth, jerky = result.jerk, run("forest_summer", ExpertPolicy(perturbation=0.5, seed=1), seed=4).jerk
+    assert jerky > smooth
+    assert result.min_distractor_distance is None
+
+
+def test_perturbed_expert_explores_but_labels_stay_clean() -> None:
+    policy = ExpertPolicy(perturbation=0.3, seed=5)
+    sim = Simulator(load_scenario("forest_summer"))
+    obs = sim.reset(5)
+    policy.reset()
+    differences = []
+    for _ in range(30):
+        executed = policy.act(obs, sim)
+        differences.append(np.abs(executed - policy.label).max())
+        np.testing.assert_allclose(policy.label, policy.expert.act(sim))
+        obs = sim.step(executed)
+    assert max(differences) > 0.1
+
+
+def test_hike_removes_visited_targets() -> None:
+    sim = Simulator(load_scenario("hike"))
+    seen = []
+    fly(sim, ExpertPolicy(), 6, on_step=lambda s, o, c: seen.append(s.monitor.index))
+    assert sorted(set(seen)) == [0, 1, 2] and seen == sorted(seen)
+    assert math.isclose(sim.scene.solids.boxes[sim.chairs[0][1]][0], 1e3)
