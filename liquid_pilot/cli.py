@@ -131,8 +131,8 @@ def _sim(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    raise SystemExit("the closed-loop demo needs the simulator, which is not built yet "
-                     "(see the README's roadmap); `liquid-pilot info` shows the pilot it will fly")
+    raise SystemExit("the closed-loop demo needs a trained pilot in models/, which is not shipped yet "
+                     "(see the README's status); meanwhile `liquid-pilot sim` flies the expert")
 
 
 def build_parser() -> argparse.ArgumentParser:
