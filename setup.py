@@ -45,11 +45,20 @@ setup(
         "pybullet",
         "gymnasium",
         "opencv-python-headless",  # headless: no libGL needed on servers and robots
+        "rosbags",
+        "tqdm",
     ],
     extras_require={
         "ros": ROS,
         "test": ["pytest", "ncps==1.0.1", "flake8", "pydocstyle"],
     },
     zip_safe=True,
-    entry_points={"console_scripts": ["liquid-pilot = liquid_pilot.cli:main"]},
+    entry_points={"console_scripts": [
+        "liquid-pilot = liquid_pilot.cli:main",
+        # ROS 2 executables (`ros2 run liquid_pilot pilot_node`); they need the `ros` extra.
+        "pilot_node = liquid_pilot.ros.pilot_node:main",
+        "sim_node = liquid_pilot.ros.sim_node:main",
+        "recorder_node = liquid_pilot.ros.recorder_node:main",
+        "player_node = liquid_pilot.ros.player_node:main",
+    ]},
 )

@@ -130,6 +130,14 @@ def _sim(args: argparse.Namespace) -> None:
     sim.close()
 
 
+def _ros(args: argparse.Namespace) -> None:
+    from liquid_pilot.ros.launcher import main as ros_main
+
+    code = ros_main(args.ros_args)
+    if code:
+        raise SystemExit(code)
+
+
 def _demo(args: argparse.Namespace) -> None:
     raise SystemExit("the closed-loop demo needs a trained pilot in models/, which is not shipped yet "
                      "(see the README's status); meanwhile `liquid-pilot sim` flies the expert")
@@ -162,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario setting, e.g. --set inject.image_noise=0.1 (repeatable)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.set_defaults(run=_sim)
+    p = sub.add_parser("ros", help="run the ROS 2 nodes in one process without a ROS installation",
+                       add_help=False)
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="sim | pilot | record | play, then their options")
+    p.set_defaults(run=_ros)
     p = sub.add_parser("demo", help="the closed-loop simulation demo with the shipped pilot")
     p.set_defaults(run=_demo)
     return parser
