@@ -97,9 +97,7 @@ def _sim(args: argparse.Namespace) -> None:
         for name in list_scenarios():
             print(f"{name:18s} {load_scenario(name).description}")
         return
-    scenario = load_scenario(args.scenario)
-    if args.set:
-        scenario = scenario.with_overrides(_parse_settings(args.set))
+    scenario = _scenario(args)
     sim = Simulator(scenario)
     if args.model:
         from liquid_pilot.sim.pilots import PilotPolicy
@@ -128,6 +126,88 @@ def _sim(args: argparse.Namespace) -> None:
         plot_trajectory(sim, result.trajectory, plot, f"{scenario.name}, {pilot}, seed {args.seed}: {result.reason}")
         print(f"wrote {plot}")
     sim.close()
+
+
+def _scenario(args: argparse.Namespace):  # noqa: ANN202 (keeps sim imports lazy)
+    from liquid_pilot.sim.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    return scenario.with_overrides(_parse_settings(args.set)) if args.set else scenario
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from liquid_pilot.data.collect import CollectInterrupted, collect
+
+    scenario = _scenario(args)
+    out = Path(args.out)
+
+    def progress(i: int, result) -> None:  # noqa: ANN001
+        kept = "written" if result.success or args.keep_failures else "not written"
+        print(f"[{i + 1}/{args.episodes}] seed {result.seed}: {result.reason} in {result.duration:.1f} s "
+              f"({kept})", flush=True)
+
+    try:
+        done = collect(scenario, args.episodes, out, args.seed, args.storage, args.perturbation, args.keep_failures,
+                       progress)
+    except CollectInterrupted as cut:
+        print(f"interrupted: {cut}; its partial bag was removed. {len(cut.written)} finished bags in {out} are "
+              f"complete; run the same command again to continue.", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"{len(done.written)} bags in {out}; {len(done.skipped)} failed expert flights not written")
+
+
+def _bag_info(args: argparse.Namespace) -> None:
+    from liquid_pilot.data.dataset import find_bags
+    from liquid_pilot.data.reader import BagError, TopicConfig, bag_metadata, read_flight
+
+    topics = TopicConfig(image=args.image_topic, command=args.command_topic,
+                         imu=None if args.imu_topic == "none" else args.imu_topic)
+    failed = 0
+    for bag in find_bags(args.bags):
+        meta = bag_metadata(bag)
+        print(f"{bag}  ({meta.get('storage_identifier')}, {meta['duration']['nanoseconds'] / 1e9:.2f} s)")
+        for entry in meta.get("topics_with_message_count", []):
+            topic = entry["topic_metadata"]
+            rate = entry["message_count"] / max(meta["duration"]["nanoseconds"] / 1e9, 1e-9)
+            print(f"  {topic['name']:24s} {topic['type']:34s} {entry['message_count']:6d} msgs  {rate:6.1f} Hz")
+        for key, value in (meta.get("custom_data") or {}).items():
+            print(f"  {key}: {value}")
+        try:
+            report = read_flight(bag, topics).report
+            print(f"  training would use {report['kept']} of {report['frames']} frames "
+                  f"({report['frames_without_command']} without a command, {report.get('frames_without_imu', 0)} "
+                  f"without IMU), {report['gaps']} gaps, out-of-order stamps: {report['frame_out_of_order']} "
+                  f"frames, {report['command_out_of_order']} commands; frame interval "
+                  f"{report['median_frame_interval_s'] * 1e3:.1f} ms")
+        except BagError as error:
+            failed += 1
+            print(f"  unusable for training: {error}")
+    if failed:
+        raise SystemExit(2)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from liquid_pilot.train.trainer import load_train_config, train
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    config = load_train_config(args.config, overrides)
+    try:
+        summary = train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad)
+    except KeyboardInterrupt:
+        print(f"interrupted; the best checkpoint so far is {args.out}; add --resume to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"best validation loss {summary['best_val_loss']:.5f} after {summary['epochs']} epochs "
+          f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}")
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from liquid_pilot.train.replay import replay
+
+    errors = replay(args.model, args.bag, args.plot)
+    for axis, e in errors.items():
+        print(f"{axis:9s} MAE {e['mae']:.4f}  RMSE {e['rmse']:.4f}")
+    if args.plot:
+        print(f"wrote {args.plot}")
 
 
 def _ros(args: argparse.Namespace) -> None:
@@ -170,6 +250,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario setting, e.g. --set inject.image_noise=0.1 (repeatable)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.set_defaults(run=_sim)
+    p = sub.add_parser("collect", help="record expert flights in the simulator as rosbag2 bags")
+    p.add_argument("--scenario", default="forest_summer", help="scenario name or YAML file")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes (seeds seed..seed+N-1)")
+    p.add_argument("--out", required=True, help="folder for the bags (one per episode)")
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
+    p.add_argument("--perturbation", type=float, default=0.2,
+                   help="DART-style noise on the flown command, as a share of the limits (default 0.2)")
+    p.add_argument("--keep-failures", action="store_true", help="also write bags of failed expert flights")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override a scenario setting")
+    p.set_defaults(run=_collect)
+    p = sub.add_parser("bag", help="inspect bags")
+    bag_sub = p.add_subparsers(dest="bag_command", required=True)
+    p = bag_sub.add_parser("info", help="topics, rates, durations, gaps and what training would use")
+    p.add_argument("bags", nargs="+", help="bags, or folders of bags")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--command-topic", default="/cmd_vel")
+    p.add_argument("--imu-topic", default="/imu/data", help="IMU topic, or 'none'")
+    p.set_defaults(run=_bag_info)
+    p = sub.add_parser("train", help="train a pilot from bags by imitation")
+    p.add_argument("--config", default=None, help="training YAML (e.g. config/train.yaml); defaults otherwise")
+    p.add_argument("--data", nargs="+", required=True, help="bags, or folders of bags")
+    p.add_argument("--out", required=True, help="checkpoint to write (the best epoch is kept)")
+    p.add_argument("--epochs", type=int, help="override the config's number of epochs")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state.pt")
+    p.add_argument("--skip-bad", action="store_true", help="report and skip unusable bags instead of stopping")
+    p.set_defaults(run=_train)
+    p = sub.add_parser("replay", help="run a pilot open loop over a bag and compare with its commands")
+    p.add_argument("model", help="checkpoint")
+    p.add_argument("bag", help="bag folder")
+    p.add_argument("--plot", help="write predicted vs recorded commands here (PNG)")
+    p.set_defaults(run=_replay)
     p = sub.add_parser("ros", help="run the ROS 2 nodes in one process without a ROS installation",
                        add_help=False)
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="sim | pilot | record | play, then their options")

@@ -1,0 +1,1 @@
+"""Imitation training from bags, and the offline replay check."""

@@ -1,0 +1,292 @@
+"""Bags: recording from the simulator, reading real-bag variants, clear errors, the dataset and cache."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from liquid_pilot.data import collect as collect_module
+from liquid_pilot.data.bags import TYPESTORE, image_msg, imu_msg, twist_stamped_msg
+from liquid_pilot.data.collect import CollectInterrupted, collect
+from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, load_flight, load_flights, \
+    split_flights
+from liquid_pilot.data.reader import BagError, TopicConfig, read_flight
+from liquid_pilot.sim.config import load_scenario
+from liquid_pilot.sim.episode import ExpertPolicy, fly
+from liquid_pilot.sim.world import Simulator
+
+T = TYPESTORE.types
+SHORT = {"task.hold_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bags")
+    result = collect(load_scenario("forest_summer").with_overrides(SHORT), 3, out, seed=10)
+    assert len(result.written) == 3
+    return out
+
+
+def test_collected_bag_holds_the_flight_exactly(bags: Path) -> None:
+    flight = read_flight(bags / "forest_summer_000010")
+    assert flight.metadata["scenario"] == "forest_summer" and flight.metadata["seed"] == "10"
+    assert flight.metadata["outcome"] == "reached" and flight.metadata["task"] == "fly_to_target"
+    sim = Simulator(load_scenario("forest_summer").with_overrides(SHORT))
+    policy = ExpertPolicy(0.2, seed=10)
+    images, labels, imu = [], [], []
+    fly(sim, policy, 10, on_step=lambda s, o, c: (images.append(o.image), labels.append(policy.label.copy()),
+                                                  imu.append(o.imu)))
+    assert np.array_equal(flight.images, np.array(images))
+    np.testing.assert_allclose(flight.commands, np.array(labels), atol=1e-6)
+    np.testing.assert_allclose(flight.imu, np.array(imu), atol=1e-6)
+    assert flight.dt[0] == 0 and np.allclose(flight.dt[1:], 1 / 16) and flight.report["gaps"] == 0
+
+
+def test_sqlite3_storage_reads_the_same(bags: Path, tmp_path: Path) -> None:
+    collect(load_scenario("forest_summer").with_overrides(SHORT), 1, tmp_path, seed=10, storage="sqlite3")
+    a, b = read_flight(bags / "forest_summer_000010"), read_flight(tmp_path / "forest_summer_000010")
+    assert (tmp_path / "forest_summer_000010" / "forest_summer_000010.db3").is_file()
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.commands, b.commands)
+
+
+def _write_bag(path: Path, frames: list[tuple[int, object, str]], commands: list[tuple[int, object, str]],
+               imu: list[tuple[int, object]] | None = None, storage: StoragePlugin = StoragePlugin.MCAP) -> Path:
+    """A bag as another recorder would write it: (stamp ns, message, type) per message."""
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        conns = {}
+
+        def put(topic: str, msgtype: str, stamp: int, msg: object) -> None:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            writer.write(conns[topic], stamp, TYPESTORE.serialize_cdr(msg, msgtype))
+
+        for stamp, msg, msgtype in frames:
+            put("/camera/image_raw", msgtype, stamp, msg)
+        for stamp, msg, msgtype in commands:
+            put("/cmd_vel", msgtype, stamp, msg)
+        for stamp, msg in imu or []:
+            put("/imu/data", "sensor_msgs/msg/Imu", stamp, msg)
+    return path
+
+
+def _scene(k: int) -> np.ndarray:
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :, 0] = 200  # red
+    image[10:20, k % 50:k % 50 + 10, 1] = 255
+    return image
+
+
+def _plain_bag(path: Path, encoding: str = "rgb8", period_ms: int = 50, count: int = 20, **kwargs: object) -> Path:
+    frames = []
+    for k in range(count):
+        stamp = (1_000 + k * period_ms) * 1_000_000
+        rgb = _scene(k)
+        msg = image_msg(rgb, stamp)
+        if encoding == "bgr8":
+            msg.data, msg.encoding = np.ascontiguousarray(rgb[:, :, ::-1]).reshape(-1), "bgr8"
+        elif encoding == "mono8":
+            msg.data, msg.encoding, msg.step = np.ascontiguousarray(rgb[:, :, 0]).reshape(-1), "mono8", 64
+        elif encoding in ("jpeg", "png"):
+            ok, data = cv2.imencode("." + ("jpg" if encoding == "jpeg" else "png"), rgb[:, :, ::-1])
+            msg = T["sensor_msgs/msg/CompressedImage"](header=msg.header, format=encoding, data=data.reshape(-1))
+            frames.append((stamp, msg, "sensor_msgs/msg/CompressedImage"))
+            continue
+        elif encoding != "rgb8":
+            msg.encoding = encoding
+        frames.append((stamp, msg, "sensor_msgs/msg/Image"))
+    commands = [((1_000 + k * period_ms) * 1_000_000, twist_stamped_msg(np.array([k / 10, 0, 0, -k / 20]),
+                 (1_000 + k * period_ms) * 1_000_000), "geometry_msgs/msg/TwistStamped") for k in range(count)]
+    imu = [((1_000 + k * period_ms) * 1_000_000, imu_msg(np.array([0, 0, 0.1 * k, 0, 0, 9.8]),
+           (1_000 + k * period_ms) * 1_000_000)) for k in range(count)]
+    return _write_bag(path, frames, commands, imu, **kwargs)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "jpeg", "png"])
+def test_colour_encodings_decode_to_rgb(encoding: str, tmp_path: Path) -> None:
+    flight = read_flight(_plain_bag(tmp_path / "b", encoding))
+    assert flight.images.shape == (20, 48, 64, 3)
+    error = np.abs(flight.images[3].astype(int) - _scene(3))
+    assert (error.mean() < 6) if encoding == "jpeg" else (error.max() == 0)  # jpeg is lossy
+    assert flight.images[:, :, :, 0].mean() > 150 and flight.images[:, :, :, 2].mean() < 30  # red stays red
+
+
+def test_mono_images_and_resizing(tmp_path: Path) -> None:
+    flight = read_flight(_plain_bag(tmp_path / "b", "mono8"), size=(32, 32))
+    assert flight.images.shape == (20, 32, 32, 3)
+    assert np.array_equal(flight.images[..., 0], flight.images[..., 2])
+
+
+def test_plain_twist_commands_and_sqlite3(tmp_path: Path) -> None:
+    frames = [(k * 50_000_000, image_msg(_scene(k), k * 50_000_000), "sensor_msgs/msg/Image") for k in range(1, 10)]
+    twist = T["geometry_msgs/msg/Twist"]
+    vector = T["geometry_msgs/msg/Vector3"]
+    commands = [(k * 50_000_000, twist(linear=vector(x=0.5, y=0.0, z=0.1), angular=vector(x=0.0, y=0.0, z=0.3)),
+                 "geometry_msgs/msg/Twist") for k in range(1, 10)]
+    bag = _write_bag(tmp_path / "b", frames, commands, storage=StoragePlugin.SQLITE3)
+    flight = read_flight(bag, TopicConfig(imu=None))
+    np.testing.assert_allclose(flight.commands[0], [0.5, 0.0, 0.1, 0.3])
+    assert np.all(flight.imu == 0)
+
+
+def test_gaps_split_segments_and_out_of_order_stamps_are_sorted(tmp_path: Path) -> None:
+    frames, commands = [], []
+    stamps = [1, 2, 3, 5, 4, 6, 7, 20, 21, 22]  # one swap, one long gap (x50 ms)
+    for k, s in enumerate(stamps):  # received in list order, header stamps as listed
+        stamp, received = s * 50_000_000, (k + 1) * 50_000_000
+        frames.append((received, image_msg(_scene(s), stamp), "sensor_msgs/msg/Image"))
+        commands.append((received, twist_stamped_msg(np.array([s, 0, 0, 0.0]), stamp),
+                         "geometry_msgs/msg/TwistStamped"))
+    flight = read_flight(_write_bag(tmp_path / "b", frames, commands), TopicConfig(imu=None))
+    assert flight.report["frame_out_of_order"] == 1 and flight.report["gaps"] == 1
+    np.testing.assert_allclose(flight.commands[:, 0], sorted(stamps))
+    assert list(flight.segments) == [0] * 7 + [1] * 3
+    assert flight.dt[7] == 0 and flight.dt[8] == pytest.approx(0.05)
+
+
+def test_frames_without_a_recent_command_are_reported_not_used(tmp_path: Path) -> None:
+    frames = [(k * 100_000_000, image_msg(_scene(k), k * 100_000_000), "sensor_msgs/msg/Image") for k in range(1, 21)]
+    commands = [(k * 100_000_000, twist_stamped_msg(np.zeros(4), k * 100_000_000), "geometry_msgs/msg/TwistStamped")
+                for k in range(1, 8)]  # commands stop after 0.7 s
+    flight = read_flight(_write_bag(tmp_path / "b", frames, commands), TopicConfig(imu=None))
+    assert flight.report["frames_without_command"] == 20 - 7 - 5 and len(flight.images) == 12
+
+
+@pytest.mark.parametrize("problem,message", [
+    ("missing_topic", "no command topic '/cmd_vel'; the bag has: /camera/image_raw"),
+    ("wrong_type", "image topic '/camera/image_raw' has type geometry_msgs/msg/TwistStamped"),
+    ("encoding", "image encoding '16UC1' is not supported; supported: rgb8, bgr8, mono8"),
+    ("size", "does not match 64x48 rgb8"),
+    ("truncated", "truncated or corrupted"),
+    ("no_metadata", "not a rosbag2 bag"),
+    ("no_usable", "no usable frames"),
+])
+def test_bad_bags_name_the_bag_and_the_problem(problem: str, message: str, tmp_path: Path) -> None:
+    bag = tmp_path / "flight_7"
+    if problem == "missing_topic":
+        _write_bag(bag, [(1, image_msg(_scene(0), 1), "sensor_msgs/msg/Image")], [])
+    elif problem == "wrong_type":
+        _write_bag(bag, [(1, twist_stamped_msg(np.zeros(4), 1), "geometry_msgs/msg/TwistStamped")],
+                   [(1, twist_stamped_msg(np.zeros(4), 1), "geometry_msgs/msg/TwistStamped")])
+    elif problem == "encoding":
+        _plain_bag(bag, "16UC1")
+    elif problem == "size":
+        msg = image_msg(_scene(0), 1)
+        msg.data = msg.data[:-10]
+        _write_bag(bag, [(1, msg, "sensor_msgs/msg/Image")],
+                   [(1, twist_stamped_msg(np.zeros(4), 1), "geometry_msgs/msg/TwistStamped")])
+    elif problem == "truncated":
+        _plain_bag(bag)
+        data = (bag / "flight_7.mcap").read_bytes()
+        (bag / "flight_7.mcap").write_bytes(data[: len(data) // 2])
+    elif problem == "no_metadata":
+        _plain_bag(bag)
+        (bag / "metadata.yaml").unlink()
+    else:
+        _write_bag(bag, [(10**9, image_msg(_scene(0), 10**9), "sensor_msgs/msg/Image")],
+                   [(10, twist_stamped_msg(np.zeros(4), 10), "geometry_msgs/msg/TwistStamped")])
+    with pytest.raises(BagError, match="flight_7") as info:
+        read_flight(bag, TopicConfig(imu=None))
+    assert message in str(info.value)
+
+
+def test_one_bad_bag_stops_loading_unless_skipped(bags: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(bags, folder)
+    (folder / "forest_summer_000011" / "forest_summer_000011.mcap").write_bytes(b"garbage")
+    with pytest.raises(BagError, match="forest_summer_000011"):
+        load_flights([folder])
+    reported = []
+    flights = load_flights([folder], skip_bad=True, on_bad=reported.append)
+    assert len(flights) == 2 and len(reported) == 1 and "forest_summer_000011" in str(reported[0])
+
+
+def test_cache_skips_decoding_until_the_bag_changes(bags: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = tmp_path / "bag"
+    shutil.copytree(bags / "forest_summer_000012", bag)
+    cache = tmp_path / "cache"
+    first = load_flight(bag, TopicConfig(), None, cache)
+    calls = []
+    from liquid_pilot.data import dataset
+
+    monkeypatch.setattr(dataset, "read_flight", lambda *a: calls.append(a) or first)
+    again = load_flight(bag, TopicConfig(), None, cache)
+    assert calls == [] and np.array_equal(again.images, first.images) and again.metadata == first.metadata
+    meta = bag / "metadata.yaml"
+    meta.write_text(meta.read_text())  # the bag changed (new modification time)
+    os.utime(meta, ns=(time.time_ns(), time.time_ns() + 10**9))
+    load_flight(bag, TopicConfig(), None, cache)
+    assert len(calls) == 1
+
+
+def test_windows_follow_length_shift_and_segments(bags: Path) -> None:
+    flights = load_flights([bags])
+    dataset = SequenceDataset(flights, length=32, shift=16)
+    for index, start in dataset.windows:
+        segment = flights[index].segments[start]
+        assert np.all(flights[index].segments[start:start + 32] == segment)
+    n = len(flights[0].images)
+    expected = len(range(0, n - 32 + 1, 16)) + ((n - 32) % 16 != 0)
+    assert sum(1 for i, _ in dataset.windows if i == 0) == expected
+    item = dataset[3]
+    assert item["images"].shape == (32, 64, 64, 3) and item["dt"].shape == (32, 1) and item["dt"][0] == 0
+    train, val = split_flights(flights, 0.34, seed=0)
+    assert len(train) == 2 and len(val) == 1 and {f.bag for f in train}.isdisjoint({f.bag for f in val})
+
+
+def test_augmentation_is_per_sequence_and_seeded() -> None:
+    images = torch.full((4, 5, 8, 8, 3), 128, dtype=torch.uint8)
+    out = augment(images, AugmentConfig(noise=0.0), torch.Generator().manual_seed(0))
+    again = augment(images, AugmentConfig(noise=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(out, again) and out.min() >= 0 and out.max() <= 255
+    per_sequence = out.mean(dim=(2, 3, 4))
+    assert torch.allclose(per_sequence, per_sequence[:, :1].expand_as(per_sequence))  # same within a sequence
+    assert per_sequence[:, 0].std() > 5  # different between sequences
+
+
+def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fly = collect_module.fly
+    flown = []
+
+    def fly_then_interrupt(sim, policy, seed, on_step=None):  # noqa: ANN001, ANN202
+        flown.append(seed)
+        if len(flown) == 3:
+            def cut(s, o, c):  # noqa: ANN001, ANN202
+                on_step(s, o, c)
+                if o.time > 1.0:
+                    raise KeyboardInterrupt
+            return real_fly(sim, policy, seed, on_step=cut)
+        return real_fly(sim, policy, seed, on_step=on_step)
+
+    monkeypatch.setattr(collect_module, "fly", fly_then_interrupt)
+    with pytest.raises(CollectInterrupted) as info:
+        collect(load_scenario("forest_summer").with_overrides(SHORT), 5, tmp_path, seed=0)
+    assert info.value.index == 2 and info.value.seed == 2 and len(info.value.written) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forest_summer_000000", "forest_summer_000001"]
+    for bag in info.value.written:
+        assert len(read_flight(bag).images) > 10
+
+
+def test_ctrl_c_on_the_command_says_which_episode_was_cut(tmp_path: Path) -> None:
+    out = tmp_path / "bags"
+    process = subprocess.Popen([sys.executable, "-m", "liquid_pilot.cli", "collect", "--episodes", "40", "--out",
+                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len([p for p in out.glob("forest_summer_*")]) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "was cut" in stderr and "finished bags" in stderr and "Traceback" not in stderr
+    finished = sorted(out.glob("forest_summer_*"))
+    assert len(finished) >= 2 and not (out / ".partial").exists()
+    for bag in finished:
+        read_flight(bag)

@@ -1,0 +1,79 @@
+"""Training from bags: it learns, keeps the best checkpoint, logs, resumes exactly; replay."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from liquid_pilot.data.collect import collect
+from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
+from liquid_pilot.sim.config import load_scenario
+from liquid_pilot.train.replay import replay
+from liquid_pilot.train.trainer import load_train_config, train
+
+FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bags")
+    collect(load_scenario("forest_summer").with_overrides({"task.hold_s": 0.5}), 4, out, seed=30)
+    return out
+
+
+def _train(bags: Path, out: Path, epochs: int, resume: bool = False) -> dict:
+    config = load_train_config(None, {**FAST, "epochs": epochs})
+    return train(config, [bags], out, resume=resume, cache_dir=out.parent / "cache", log=open("/dev/null", "w"))
+
+
+def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Path) -> None:
+    summary = _train(bags, tmp_path / "p.pt", epochs=4)
+    rows = list(csv.DictReader(open(tmp_path / "p.log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    val = [float(r["val_loss"]) for r in rows]
+    assert min(val) == pytest.approx(summary["best_val_loss"]) and val[-1] < val[0]
+    assert (tmp_path / "p.loss.png").stat().st_size > 5000
+    provenance = read_checkpoint(tmp_path / "p.pt")["provenance"]
+    assert provenance["epoch"] == val.index(min(val)) + 1 and provenance["flights"] == 4
+    pilot = load_pilot(tmp_path / "p.pt")
+    assert not torch.allclose(pilot.image_std, torch.full((3,), 0.25))  # normalisation came from the data
+
+
+def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_path: Path) -> None:
+    _train(bags, tmp_path / "straight" / "p.pt", epochs=3)
+    _train(bags, tmp_path / "resumed" / "p.pt", epochs=2)  # as if cut after two epochs
+    summary = _train(bags, tmp_path / "resumed" / "p.pt", epochs=3, resume=True)  # only epoch 3 runs
+    assert summary["epochs"] == 3
+    a = torch.load(tmp_path / "straight" / "p.state.pt", weights_only=False)["pilot"]
+    b = torch.load(tmp_path / "resumed" / "p.state.pt", weights_only=False)["pilot"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_replay_compares_with_the_recorded_commands(bags: Path, tmp_path: Path) -> None:
+    _train(bags, tmp_path / "p.pt", epochs=1)
+    errors = replay(tmp_path / "p.pt", bags / "forest_summer_000031", tmp_path / "replay.png")
+    assert set(errors) == {"vx", "vy", "vz", "yaw_rate"} and all(e["rmse"] >= e["mae"] >= 0 for e in errors.values())
+    assert (tmp_path / "replay.png").stat().st_size > 10_000
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\nlearning_rte: 0.1\n")
+    result = cli("train", "--config", str(bad), "--data", str(bags), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "unknown training settings ['learning_rte']" in result.stderr
+    result = cli("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "nothing: no such bag or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_shipped_training_config_loads() -> None:
+    config = load_train_config(Path(__file__).resolve().parents[1] / "config" / "train.yaml")
+    assert config.pilot.head == "cfc_ncp" and config.sequence_length == 64 and config.shift == 16
