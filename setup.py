@@ -46,6 +46,7 @@ setup(
         "gymnasium",
         "opencv-python-headless",  # headless: no libGL needed on servers and robots
         "rosbags",
+        "ruamel.yaml.clib",  # rosbags parses bag metadata with ruamel: the C loader is 3x faster
         "tqdm",
     ],
     extras_require={

@@ -63,7 +63,7 @@ def bag_metadata(path: Path) -> dict[str, Any]:
     if not meta.is_file():
         raise BagError(path, "not a rosbag2 bag (no metadata.yaml)")
     try:
-        return yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        return yaml.load(meta.read_text(), Loader=yaml.CSafeLoader)["rosbag2_bagfile_information"]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise BagError(path, f"unreadable metadata.yaml: {exc}") from None
 
