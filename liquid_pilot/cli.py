@@ -219,8 +219,30 @@ def _ros(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    raise SystemExit("the closed-loop demo needs a trained pilot in models/, which is not shipped yet "
-                     "(see the README's status); meanwhile `liquid-pilot sim` flies the expert")
+    from liquid_pilot.eval.demo import default_model, demo
+
+    model = Path(args.model) if args.model else default_model()
+    if not model.is_file():
+        raise ValueError(f"{model}: no such pilot; train one (README: Reproduce) or pass --model")
+    demo(model, Path(args.out), args.episodes)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from liquid_pilot.eval.evaluate import evaluate, resolve_conditions, summarise
+    from liquid_pilot.eval.report import markdown, write_report
+
+    conditions = resolve_conditions(args.conditions)
+    out = Path(args.out)
+
+    def progress(done: int, total: int, record: dict) -> None:
+        print(f"[{done}/{total}] {record['model']} {record['condition']} seed {record['seed']}: {record['reason']}",
+              flush=True)
+
+    records = evaluate(args.models, conditions, args.episodes, out, args.seed, progress)
+    summary = summarise(records)
+    write_report(summary, conditions, out)
+    print(markdown(summary, conditions))
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'heatmap.png'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="sim | pilot | record | play, then their options")
     p.set_defaults(run=_ros)
+    p = sub.add_parser("eval", help="fly models in conditions on the same seeds; Markdown/JSON report, heat map")
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints, or 'expert'")
+    p.add_argument("--conditions", nargs="+", default=["all"],
+                   help="scenario names, 'all' or 'ood' (default: all)")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per model and condition (default 50)")
+    p.add_argument("--out", required=True, help="folder for episodes.jsonl and the report (resumes if present)")
+    p.add_argument("--seed", type=int, default=100_000, help="first episode seed (default 100000)")
+    p.set_defaults(run=_eval)
     p = sub.add_parser("demo", help="the closed-loop simulation demo with the shipped pilot")
+    p.add_argument("--model", help="pilot checkpoint (default: the shipped models/cfc_ncp.pt)")
+    p.add_argument("--out", default="demo_out", help="folder for the video and plots (default demo_out)")
+    p.add_argument("--episodes", type=int, default=3, help="episodes per condition (default 3)")
     p.set_defaults(run=_demo)
     return parser
 

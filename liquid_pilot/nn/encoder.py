@@ -2,7 +2,7 @@
 
 A spatial softmax turns each of the last conv maps into "where" (expected x, y) and
 "how much" (mean activation), which is what steering toward a target needs and keeps
-the dense layer small. The softmax maps double as the saliency shown in the demo.
+the dense layer small.
 """
 from __future__ import annotations
 

@@ -77,14 +77,17 @@ class Pilot(nn.Module):
                 self.imu_mean.copy_(torch.as_tensor(imu_mean))
                 self.imu_std.copy_(torch.as_tensor(imu_std).clamp_min(1e-6))
 
-    def _sensory(self, image: Tensor, imu: Tensor | None) -> Tensor:
-        """Images (N, H, W, 3) RGB, uint8 or float in 0..255, and IMU (N, 6) -> features (N, F)."""
+    def _normalised(self, image: Tensor) -> Tensor:
+        """Images (N, H, W, 3) RGB, uint8 or float in 0..255 -> normalised (N, 3, H, W)."""
         expected = (self.config.image_height, self.config.image_width, 3)
         if tuple(image.shape[1:]) != expected:
             raise ValueError(f"image must be (batch, {expected[0]}, {expected[1]}, 3) RGB, got {tuple(image.shape)}")
         x = image.permute(0, 3, 1, 2).float() / 255.0
-        x = (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
-        features = self.encoder(x)
+        return (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
+
+    def _sensory(self, image: Tensor, imu: Tensor | None) -> Tensor:
+        """Images (N, H, W, 3) and IMU (N, 6) -> the head's sensory features (N, F)."""
+        features = self.encoder(self._normalised(image))
         if not self.config.use_imu:
             return features
         if imu is None or imu.shape[-1] != len(IMU_FIELDS):
@@ -109,6 +112,26 @@ class Pilot(nn.Module):
         x = self._sensory(images.flatten(0, 1), flat_imu).unflatten(0, (batch, steps))
         y, state = self.head.sequence(x, dt.reshape(batch, steps, 1) * self.config.time_scale, state)
         return y * self.command_scale, state
+
+    def saliency(self, obs: Mapping[str, Tensor], state: Tensor | None, dt: Tensor | float) -> Tensor:
+        """Where the pilot looks for this step's command: (H, W) in [0, 1] for one observation.
+
+        Gradient times input of the command's size with respect to the (normalised) pixels,
+        summed over colours and smoothed over a few pixels.
+        """
+        image = obs["image"]
+        with torch.enable_grad():
+            x = self._normalised(image).requires_grad_(True)
+            features = self.encoder(x)
+            if self.config.use_imu:
+                features = torch.cat([features, (obs["imu"].float() - self.imu_mean) / self.imu_std], -1)
+            state = self.initial_state(1) if state is None else state.detach()
+            dt = torch.as_tensor(dt, dtype=torch.float32).reshape(1, 1)
+            command, _ = self.head.step(features, state, dt * self.config.time_scale)
+            (x_grad,) = torch.autograd.grad((command / self.command_scale).norm(), x)
+        heat = (x_grad * x).detach().abs().sum(1, keepdim=True)
+        heat = torch.nn.functional.avg_pool2d(heat, 5, stride=1, padding=2)[0, 0]
+        return (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
 
     def parameter_counts(self) -> dict[str, int]:
         """Count trainable parameters of the CNN, the head and in total.

@@ -30,9 +30,17 @@ class PilotPolicy:
     def reset(self) -> None:
         self.state = None
 
+    def _inputs(self, obs: Observation) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return ({"image": torch.from_numpy(obs.image).unsqueeze(0), "imu": torch.from_numpy(obs.imu).unsqueeze(0)},
+                torch.tensor([[obs.dt]], dtype=torch.float32))
+
     def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
-        with torch.inference_mode():
-            command, self.state = self.pilot.step(
-                {"image": torch.from_numpy(obs.image).unsqueeze(0), "imu": torch.from_numpy(obs.imu).unsqueeze(0)},
-                self.state, torch.tensor([[obs.dt]], dtype=torch.float32))
+        inputs, dt = self._inputs(obs)
+        with torch.no_grad():  # not inference_mode: the saliency takes gradients through this state
+            command, self.state = self.pilot.step(inputs, self.state, dt)
         return command[0].numpy().astype(np.float64)
+
+    def saliency(self, obs: Observation) -> np.ndarray:
+        """Where the pilot looks for the step it is about to take on ``obs``, (H, W) in [0, 1]."""
+        inputs, dt = self._inputs(obs)
+        return self.pilot.saliency(inputs, self.state, dt).numpy()

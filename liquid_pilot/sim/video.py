@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -14,8 +15,9 @@ MAP_SIZE = 320
 class FlightRecorder:
     """An ``on_step`` callback for ``fly`` that keeps frames for the video and the map."""
 
-    def __init__(self, scale: int = 5):
-        self.scale = scale
+    def __init__(self, scale: int = 5, saliency: Callable[[Observation], np.ndarray] | None = None,
+                 title: str = ""):
+        self.scale, self.saliency, self.title = scale, saliency, title
         self.frames: list[np.ndarray] = []
         self.path: list[np.ndarray] = []
 
@@ -23,10 +25,17 @@ class FlightRecorder:
         self.path.append(sim.state.position.copy())
         onboard = cv2.resize(obs.image, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_NEAREST)
         onboard = cv2.resize(onboard, (MAP_SIZE, MAP_SIZE), interpolation=cv2.INTER_NEAREST)
+        if self.saliency is not None:  # where the network looks, in warm colours
+            heat = cv2.resize(self.saliency(obs).astype(np.float32), (MAP_SIZE, MAP_SIZE))
+            colour = cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET)[:, :, ::-1]
+            alpha = 0.6 * heat[:, :, None]  # only where the network looks
+            onboard = np.uint8(onboard * (1 - alpha) + colour * alpha)
         text = (f"t {obs.time:5.2f}s  vx {command[0]:+.2f} vy {command[1]:+.2f} "
                 f"vz {command[2]:+.2f} yaw {command[3]:+.2f}")
         frame = np.concatenate([onboard, self.top_down(sim)], 1)
         cv2.putText(frame, text, (6, MAP_SIZE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        if self.title:
+            cv2.putText(frame, self.title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         self.frames.append(frame)
 
     def top_down(self, sim: Simulator) -> np.ndarray:
@@ -56,15 +65,20 @@ class FlightRecorder:
         return image
 
     def write_video(self, path: str | os.PathLike, fps: float) -> None:
-        if not self.frames:
-            raise ValueError("no frames recorded")
-        height, width = self.frames[0].shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise OSError(f"cannot write video {path}")
-        for frame in self.frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
+        write_video(self.frames, path, fps)
+
+
+def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float) -> None:
+    """Write RGB frames of one size as an MP4."""
+    if not frames:
+        raise ValueError("no frames recorded")
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write video {path}")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
 
 
 def plot_trajectory(sim: Simulator, trajectory: list[list[float]], path: str | os.PathLike, title: str = "") -> None:

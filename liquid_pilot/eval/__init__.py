@@ -1,0 +1,1 @@
+"""Closed-loop evaluation of pilots and its reports."""

@@ -1,0 +1,146 @@
+"""Closed-loop evaluation: every model in every condition on the same seeds, and its report.
+
+A condition is a scenario (``sim/scenarios``). Each finished episode is appended to
+``OUT/episodes.jsonl`` at once, so an interrupted evaluation resumes where it stopped.
+The report gives the success rate with a 95% Wilson interval, time to target (successes),
+final distance and command jerk, as Markdown, JSON and a heat map.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liquid_pilot.sim.config import list_scenarios, load_scenario
+from liquid_pilot.sim.episode import ExpertPolicy, fly
+from liquid_pilot.sim.world import Simulator
+
+IN_DISTRIBUTION = "forest_summer"
+EXPERT = "expert"
+
+
+def resolve_conditions(names: list[str]) -> list[str]:
+    """Expand ``all`` (every scenario) and ``ood`` (all but the training one); check the rest."""
+    available = list_scenarios()
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            out += [IN_DISTRIBUTION] + [s for s in available if s != IN_DISTRIBUTION]
+        elif name == "ood":
+            out += [s for s in available if s != IN_DISTRIBUTION]
+        elif name in available:
+            out.append(name)
+        else:
+            raise ValueError(f"unknown condition {name!r}; conditions are scenarios ({', '.join(available)}), "
+                             "'all' or 'ood'")
+    return list(dict.fromkeys(out))
+
+
+def model_name(model: str) -> str:
+    return EXPERT if model == EXPERT else Path(model).stem
+
+
+def make_policy(model: str) -> Any:
+    """Make the expert, or a trained pilot checkpoint, into a policy."""
+    if model == EXPERT:
+        return ExpertPolicy()
+    from liquid_pilot.sim.pilots import PilotPolicy
+
+    return PilotPolicy.from_file(model)
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    condition: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{model_name(self.model)}|{self.condition}|{self.seed}"
+
+
+def episode_seed(base: int, index: int) -> int:
+    """Seed of the index-th episode of every condition: the same for every model."""
+    return base + index
+
+
+def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path, seed: int = 0,
+             progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Fly every (model, condition, episode); returns all episode records, old and new."""
+    for model in models:
+        if model != EXPERT and not Path(model).is_file():
+            raise ValueError(f"{model}: no such model file")
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "episodes.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    done = {f"{r['model']}|{r['condition']}|{r['seed']}" for r in records}
+    jobs = [Job(m, c, episode_seed(seed, i)) for m in models for c in conditions for i in range(episodes)]
+    todo = [j for j in jobs if j.key not in done]
+    # Cached policies and simulators per (model, condition) keep the loop cheap.
+    policies: dict[str, Any] = {}
+    sims: dict[str, Simulator] = {}
+    try:
+        with open(log, "a") as f:
+            for count, job in enumerate(todo, 1):
+                policy = policies.setdefault(job.model, make_policy(job.model))
+                if job.condition not in sims:
+                    sims[job.condition] = Simulator(load_scenario(job.condition))
+                    if hasattr(policy, "check"):
+                        policy.check(sims[job.condition])
+                result = fly(sims[job.condition], policy, job.seed)
+                record = {"model": model_name(job.model), "condition": job.condition, **result.summary()}
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                records.append(record)
+                if progress is not None:
+                    progress(count, len(todo), record)
+    finally:
+        for sim in sims.values():
+            sim.close()
+    wanted = {j.key for j in jobs}
+    return [r for r in records if f"{r['model']}|{r['condition']}|{r['seed']}" in wanted]
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per model, per condition: n, success rate and interval, time to target, distance, jerk."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        table.setdefault(r["model"], {}).setdefault(r["condition"], []).append(r)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for model, by_condition in table.items():
+        for condition, rows in by_condition.items():
+            wins = [r for r in rows if r["success"]]
+            low, high = wilson(len(wins), len(rows))
+            reasons: dict[str, int] = {}
+            for r in rows:
+                if not r["success"]:
+                    reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+            summary.setdefault(model, {})[condition] = {
+                "episodes": len(rows), "success_rate": len(wins) / len(rows), "ci95": [low, high],
+                "time_to_target": float(np.mean([r["time_to_target"] for r in wins])) if wins else None,
+                "final_distance": float(np.mean([r["final_distance"] for r in rows])),
+                "jerk": float(np.mean([r["jerk"] for r in rows])), "failures": reasons}
+    return summary
+
+
+def ood_mean(by_condition: dict[str, dict[str, Any]]) -> float | None:
+    rates = [v["success_rate"] for c, v in by_condition.items() if c != IN_DISTRIBUTION]
+    return float(np.mean(rates)) if rates else None

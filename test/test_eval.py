@@ -1,0 +1,61 @@
+"""Closed-loop evaluation: same seeds for every model, resumable, honest intervals, reports; the demo."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liquid_pilot.eval.evaluate import evaluate, resolve_conditions, summarise, wilson
+from liquid_pilot.eval.report import write_report
+from liquid_pilot.nn.checkpoint import save_pilot
+from liquid_pilot.nn.policy import Pilot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("wins,n,low,high", [(0, 10, 0.0, 0.278), (10, 10, 0.722, 1.0), (5, 10, 0.237, 0.763),
+                                             (45, 50, 0.786, 0.957)])
+def test_wilson_interval(wins: int, n: int, low: float, high: float) -> None:
+    assert wilson(wins, n) == pytest.approx((low, high), abs=1e-3)
+
+
+def test_conditions_expand_and_unknown_ones_are_refused() -> None:
+    everything = resolve_conditions(["all"])
+    assert everything[0] == "forest_summer" and len(everything) >= 20
+    assert "forest_summer" not in resolve_conditions(["ood"])
+    with pytest.raises(ValueError, match="unknown condition 'moon'"):
+        resolve_conditions(["moon"])
+
+
+def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path) -> None:
+    save_pilot(Pilot(seed=1), tmp_path / "untrained.pt")
+    models = ["expert", str(tmp_path / "untrained.pt")]
+    out = tmp_path / "eval"
+    flown = []
+    records = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
+                       progress=lambda done, total, record: flown.append(record))
+    assert len(records) == len(flown) == 8
+    by_model = {m: sorted((r["condition"], r["seed"]) for r in records if r["model"] == m) for m in
+                ("expert", "untrained")}
+    expected = sorted((c, s) for c in ("forest_summer", "blur") for s in (5, 6))
+    assert by_model["expert"] == by_model["untrained"] == expected
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    (out / "episodes.jsonl").write_text("\n".join(lines[:5]) + "\n")  # as if killed after five episodes
+    flown.clear()
+    again = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
+                     progress=lambda done, total, record: flown.append(record))
+    assert len(flown) == 3 and len(again) == 8
+    summary = summarise(again)
+    assert summary["expert"]["forest_summer"]["success_rate"] == 1.0
+    write_report(summary, ["forest_summer", "blur"], out)
+    report = (out / "report.md").read_text()
+    assert "| forest_summer | 100% [34–100] |" in report and "mean out of distribution" in report
+    assert json.loads((out / "report.json").read_text())["summary"]["untrained"]["blur"]["episodes"] == 2
+    assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_command_rejects_a_missing_model(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", str(tmp_path / "x.pt"),
+                             "--out", str(tmp_path / "o"), "--episodes", "1"], capture_output=True, text=True)
+    assert result.returncode == 2 and "x.pt: no such model file" in result.stderr
