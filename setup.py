@@ -51,7 +51,8 @@ setup(
     ],
     extras_require={
         "ros": ROS,
-        "test": ["pytest", "ncps==1.0.1", "flake8", "pydocstyle"],
+        "ray": ["ray"],  # collect and eval on a Ray cluster (--ray)
+        "test": ["pytest", "ncps==1.0.1", "flake8", "pydocstyle", "ray"],
     },
     zip_safe=True,
     entry_points={"console_scripts": [

@@ -141,19 +141,19 @@ def _collect(args: argparse.Namespace) -> None:
     scenario = _scenario(args)
     out = Path(args.out)
 
-    def progress(i: int, result) -> None:  # noqa: ANN001
-        kept = "written" if result.success or args.keep_failures else "not written"
-        print(f"[{i + 1}/{args.episodes}] seed {result.seed}: {result.reason} in {result.duration:.1f} s "
-              f"({kept})", flush=True)
+    def progress(result, kept: bool, state) -> None:  # noqa: ANN001
+        print(f"seed {result.seed}: {result.reason} in {result.duration:.1f} s "
+              f"({'written' if kept else 'not written'})  [{state.line()}]", flush=True)
 
     try:
         done = collect(scenario, args.episodes, out, args.seed, args.storage, args.perturbation, args.keep_failures,
-                       progress)
+                       progress, args.workers, args.ray)
     except CollectInterrupted as cut:
-        print(f"interrupted: {cut}; its partial bag was removed. {len(cut.written)} finished bags in {out} are "
+        print(f"interrupted: {cut} (partial bags are removed). {len(cut.written)} finished bags in {out} are "
               f"complete; run the same command again to continue.", file=sys.stderr)
         raise SystemExit(130) from None
-    print(f"{len(done.written)} bags in {out}; {len(done.skipped)} failed expert flights not written")
+    print(f"{len(done.written)} bags in {out}; {len(done.skipped)} failed expert flights not written; "
+          f"ran as {done.spread.describe()}")
 
 
 def _bag_info(args: argparse.Namespace) -> None:
@@ -234,15 +234,22 @@ def _eval(args: argparse.Namespace) -> None:
     conditions = resolve_conditions(args.conditions)
     out = Path(args.out)
 
-    def progress(done: int, total: int, record: dict) -> None:
-        print(f"[{done}/{total}] {record['model']} {record['condition']} seed {record['seed']}: {record['reason']}",
-              flush=True)
+    def progress(record: dict, state) -> None:  # noqa: ANN001
+        print(f"{record['model']} {record['condition']} seed {record['seed']}: {record['reason']}  "
+              f"[{state.line()}]", flush=True)
 
-    records = evaluate(args.models, conditions, args.episodes, out, args.seed, progress)
+    records, spread = evaluate(args.models, conditions, args.episodes, out, args.seed, progress, args.workers,
+                               args.ray)
     summary = summarise(records)
-    write_report(summary, conditions, out)
-    print(markdown(summary, conditions))
+    note = f"New episodes this run: {spread.describe()}."
+    write_report(summary, conditions, out, note=note)
+    print(markdown(summary, conditions, note=note))
     print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'heatmap.png'}")
+
+
+def _add_spread_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: 'auto', 'local' or an address")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DART-style noise on the flown command, as a share of the limits (default 0.2)")
     p.add_argument("--keep-failures", action="store_true", help="also write bags of failed expert flights")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override a scenario setting")
+    _add_spread_options(p)
     p.set_defaults(run=_collect)
     p = sub.add_parser("bag", help="inspect bags")
     bag_sub = p.add_subparsers(dest="bag_command", required=True)
@@ -315,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=50, help="episodes per model and condition (default 50)")
     p.add_argument("--out", required=True, help="folder for episodes.jsonl and the report (resumes if present)")
     p.add_argument("--seed", type=int, default=100_000, help="first episode seed (default 100000)")
+    _add_spread_options(p)
     p.set_defaults(run=_eval)
     p = sub.add_parser("demo", help="the closed-loop simulation demo with the shipped pilot")
     p.add_argument("--model", help="pilot checkpoint (default: the shipped models/cfc_ncp.pt)")

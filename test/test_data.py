@@ -269,7 +269,8 @@ def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(collect_module, "fly", fly_then_interrupt)
     with pytest.raises(CollectInterrupted) as info:
         collect(load_scenario("forest_summer").with_overrides(SHORT), 5, tmp_path, seed=0)
-    assert info.value.index == 2 and info.value.seed == 2 and len(info.value.written) == 2
+    assert info.value.missing == [2, 3, 4] and len(info.value.written) == 2
+    assert str(info.value) == "the episode with seed 2 was cut; not recorded: seeds 2-4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forest_summer_000000", "forest_summer_000001"]
     for bag in info.value.written:
         assert len(read_flight(bag).images) > 10

@@ -33,8 +33,8 @@ def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path
     models = ["expert", str(tmp_path / "untrained.pt")]
     out = tmp_path / "eval"
     flown = []
-    records = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
-                       progress=lambda done, total, record: flown.append(record))
+    records, _ = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
+                          progress=lambda record, state: flown.append(record))
     assert len(records) == len(flown) == 8
     by_model = {m: sorted((r["condition"], r["seed"]) for r in records if r["model"] == m) for m in
                 ("expert", "untrained")}
@@ -43,8 +43,8 @@ def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path
     lines = (out / "episodes.jsonl").read_text().splitlines()
     (out / "episodes.jsonl").write_text("\n".join(lines[:5]) + "\n")  # as if killed after five episodes
     flown.clear()
-    again = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
-                     progress=lambda done, total, record: flown.append(record))
+    again, _ = evaluate(models, ["forest_summer", "blur"], 2, out, seed=5,
+                        progress=lambda record, state: flown.append(record))
     assert len(flown) == 3 and len(again) == 8
     summary = summarise(again)
     assert summary["expert"]["forest_summer"]["success_rate"] == 1.0

@@ -14,23 +14,47 @@ import numpy as np
 
 from liquid_pilot.data.bags import EPOCH_S, BagWriter, camera_info_msg, image_msg, imu_msg, odometry_msg, \
     twist_stamped_msg
+from liquid_pilot.workers import Progress, Spread, run
 from liquid_pilot.sim.config import Scenario
 from liquid_pilot.sim.episode import EpisodeResult, ExpertPolicy, fly
 from liquid_pilot.sim.world import Observation, Simulator
 
 
 class CollectInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a collection: says which episode was cut and what is complete."""
+    """Ctrl-C during a collection: says which episodes are not recorded and what is complete."""
 
-    def __init__(self, index: int, seed: int, written: list[Path]):
-        super().__init__(f"episode {index} (seed {seed}) was cut")
-        self.index, self.seed, self.written = index, seed, written
+    def __init__(self, missing: list[int], written: list[Path]):
+        first = f"the episode with seed {missing[0]} was cut" if missing else "no episode was cut"
+        super().__init__(f"{first}; not recorded: seeds {_ranges(missing)}" if len(missing) > 1 else first)
+        self.missing, self.written = missing, written
+
+
+def _ranges(seeds: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], None
+    for i, seed in enumerate(seeds):
+        start = seed if start is None else start
+        if i + 1 == len(seeds) or seeds[i + 1] != seed + 1:
+            parts.append(str(seed) if seed == start else f"{start}-{seed}")
+            start = None
+    return ", ".join(parts)
 
 
 @dataclass
 class CollectResult:
     written: list[Path]
     skipped: list[EpisodeResult]  # failed expert flights, not written
+    spread: Spread
+
+
+@dataclass(frozen=True)
+class CollectJob:
+    scenario: Scenario
+    seed: int
+    path: Path
+    storage: str
+    perturbation: float
+    keep_failures: bool
 
 
 def bag_name(scenario: Scenario, seed: int) -> str:
@@ -71,33 +95,49 @@ class _Discard(Exception):
         self.result = result
 
 
+_SIMS: dict[str, Simulator] = {}  # per process, one simulator per scenario
+
+
+def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
+    """Record one episode in whichever process runs it; returns its result and whether it was kept."""
+    key = repr(job.scenario)
+    if key not in _SIMS:
+        _SIMS[key] = Simulator(job.scenario)
+    try:
+        return record_episode(_SIMS[key], job.seed, job.path, job.storage, job.perturbation, job.keep_failures), True
+    except _Discard as discard:
+        return discard.result, False
+
+
 def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage: str = "mcap",
             perturbation: float = 0.2, keep_failures: bool = False,
-            progress: Callable[[int, EpisodeResult], None] | None = None) -> CollectResult:
-    """Record ``episodes`` expert flights into ``out``.
+            progress: Callable[[EpisodeResult, bool, Progress], None] | None = None, workers: int | None = 1,
+            ray: str | None = None) -> CollectResult:
+    """Record ``episodes`` expert flights into ``out`` (episode i has seed ``seed + i``).
 
-    Existing bags are kept and skipped, so an interrupted collection continues where it stopped.
+    Existing bags are kept and skipped, so an interrupted collection continues where it stopped;
+    the bags do not depend on how the episodes were spread over workers.
     """
     out.mkdir(parents=True, exist_ok=True)
-    sim = Simulator(scenario)
-    written, skipped = [], []
+    jobs = [CollectJob(scenario, seed + i, out / bag_name(scenario, seed + i), storage, perturbation, keep_failures)
+            for i in range(episodes)]
+    skipped: list[EpisodeResult] = []
+
+    def keep(job: CollectJob, outcome: tuple[EpisodeResult, bool], state: Progress) -> None:
+        if not outcome[1]:
+            skipped.append(outcome[0])
+        if progress is not None:
+            progress(outcome[0], outcome[1], state)
+
+    todo = [job for job in jobs if not job.path.exists()]
     try:
-        for i in range(episodes):
-            episode_seed = seed + i
-            path = out / bag_name(scenario, episode_seed)
-            if path.exists():
-                written.append(path)
-                continue
-            try:
-                result = record_episode(sim, episode_seed, path, storage, perturbation, keep_failures)
-                written.append(path)
-            except _Discard as discard:
-                result = discard.result
-                skipped.append(result)
-            except KeyboardInterrupt:
-                raise CollectInterrupted(i, episode_seed, written) from None
-            if progress is not None:
-                progress(i, result)
+        spread = run(todo, collect_job, keep, workers, ray)
+    except KeyboardInterrupt:
+        finished = {r.seed for r in skipped}
+        missing = [job.seed for job in todo if not job.path.exists() and job.seed not in finished]
+        raise CollectInterrupted(missing, [j.path for j in jobs if j.path.exists()]) from None
     finally:
-        sim.close()
-    return CollectResult(written, skipped)
+        for sim in _SIMS.values():
+            sim.close()
+        _SIMS.clear()
+    return CollectResult([j.path for j in jobs if j.path.exists()], skipped, spread)

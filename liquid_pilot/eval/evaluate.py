@@ -1,7 +1,8 @@
 """Closed-loop evaluation: every model in every condition on the same seeds, and its report.
 
-A condition is a scenario (``sim/scenarios``). Each finished episode is appended to
-``OUT/episodes.jsonl`` at once, so an interrupted evaluation resumes where it stopped.
+A condition is a scenario (``sim/scenarios``). Episodes run on local processes or Ray; each
+finished one is appended to ``OUT/episodes.jsonl`` at once, so an interrupted evaluation
+resumes where it stopped.
 The report gives the success rate with a 95% Wilson interval, time to target (successes),
 final distance and command jerk, as Markdown, JSON and a heat map.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_pilot.workers import Progress, Spread, run
 from liquid_pilot.sim.config import list_scenarios, load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
 from liquid_pilot.sim.world import Simulator
@@ -71,9 +73,28 @@ def episode_seed(base: int, index: int) -> int:
     return base + index
 
 
+_POLICIES: dict[str, Any] = {}  # per process: one policy per model and one simulator per condition
+_SIMS: dict[str, Simulator] = {}
+
+
+def fly_job(job: Job) -> dict[str, Any]:
+    """Fly one episode (in whichever process runs it) and return its record."""
+    if job.model not in _POLICIES:
+        _POLICIES[job.model] = make_policy(job.model)
+    policy = _POLICIES[job.model]
+    if job.condition not in _SIMS:
+        _SIMS[job.condition] = Simulator(load_scenario(job.condition))
+    sim = _SIMS[job.condition]
+    if hasattr(policy, "check"):
+        policy.check(sim)
+    return {"model": model_name(job.model), "condition": job.condition, **fly(sim, policy, job.seed).summary()}
+
+
 def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path, seed: int = 0,
-             progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Fly every (model, condition, episode); returns all episode records, old and new."""
+             progress: Callable[[dict[str, Any], Progress], None] | None = None, workers: int | None = 1,
+             ray: str | None = None) -> tuple[list[dict[str, Any]], Spread]:
+    """Fly every (model, condition, episode); return all episode records, old and new, and how
+    the new ones were spread over workers."""
     for model in models:
         if model != EXPERT and not Path(model).is_file():
             raise ValueError(f"{model}: no such model file")
@@ -82,31 +103,23 @@ def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path,
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     done = {f"{r['model']}|{r['condition']}|{r['seed']}" for r in records}
     jobs = [Job(m, c, episode_seed(seed, i)) for m in models for c in conditions for i in range(episodes)]
-    todo = [j for j in jobs if j.key not in done]
-    # Cached policies and simulators per (model, condition) keep the loop cheap.
-    policies: dict[str, Any] = {}
-    sims: dict[str, Simulator] = {}
-    try:
-        with open(log, "a") as f:
-            for count, job in enumerate(todo, 1):
-                policy = policies.setdefault(job.model, make_policy(job.model))
-                if job.condition not in sims:
-                    sims[job.condition] = Simulator(load_scenario(job.condition))
-                    if hasattr(policy, "check"):
-                        policy.check(sims[job.condition])
-                result = fly(sims[job.condition], policy, job.seed)
-                record = {"model": model_name(job.model), "condition": job.condition, **result.summary()}
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                records.append(record)
-                if progress is not None:
-                    progress(count, len(todo), record)
-    finally:
-        for sim in sims.values():
-            sim.close()
+    with open(log, "a") as f:
+        def keep(job: Job, record: dict[str, Any], state: Progress) -> None:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before anything else can go wrong
+            records.append(record)
+            if progress is not None:
+                progress(record, state)
+
+        try:
+            spread = run([j for j in jobs if j.key not in done], fly_job, keep, workers, ray)
+        finally:
+            for sim in _SIMS.values():
+                sim.close()
+            _SIMS.clear()
     wanted = {j.key for j in jobs}
-    return [r for r in records if f"{r['model']}|{r['condition']}|{r['seed']}" in wanted]
+    return [r for r in records if f"{r['model']}|{r['condition']}|{r['seed']}" in wanted], spread
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

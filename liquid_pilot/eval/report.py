@@ -17,12 +17,13 @@ def _cell(stats: dict[str, Any] | None) -> str:
     return f"{100 * stats['success_rate']:.0f}% [{100 * low:.0f}–{100 * high:.0f}]"
 
 
-def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], title: str = "") -> str:
+def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], title: str = "",
+             note: str = "") -> str:
     models = list(summary)
     n = max(s["episodes"] for by in summary.values() for s in by.values())
     lines = [f"# {title or 'Closed-loop evaluation'}", "",
              f"Success rate with its 95% Wilson interval; {n} seeded episodes per model and condition "
-             f"(the same seeds for every model). `{IN_DISTRIBUTION}` is the training distribution.", "",
+             f"(the same seeds for every model). `{IN_DISTRIBUTION}` is the training distribution. {note}", "",
              "| condition | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for condition in conditions:
         lines.append(f"| {condition} | " + " | ".join(_cell(summary[m].get(condition)) for m in models) + " |")
@@ -72,7 +73,7 @@ def heat_map(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str
 
 
 def write_report(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], out: Path,
-                 title: str = "") -> None:
-    (out / "report.md").write_text(markdown(summary, conditions, title))
+                 title: str = "", note: str = "") -> None:
+    (out / "report.md").write_text(markdown(summary, conditions, title, note))
     (out / "report.json").write_text(json.dumps({"conditions": conditions, "summary": summary}, indent=1))
     heat_map(summary, conditions, out / "heatmap.png")
