@@ -22,7 +22,7 @@ def test_info_on_a_fresh_default_pilot() -> None:
     assert "sensory 38, inter 9, command 6, motor 4 (19 in total" in out
     total = sum(p.numel() for p in Pilot().parameters() if p.requires_grad)
     assert f"trainable parameters: {total:,}" in out
-    assert "sensory->inter 152" in out
+    assert "sensory->inter 304" in out and "sparsity 0.1" in out
 
 
 def test_info_on_a_checkpoint_shows_its_provenance(tmp_path: Path) -> None:

@@ -59,3 +59,15 @@ def test_eval_command_rejects_a_missing_model(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", str(tmp_path / "x.pt"),
                              "--out", str(tmp_path / "o"), "--episodes", "1"], capture_output=True, text=True)
     assert result.returncode == 2 and "x.pt: no such model file" in result.stderr
+
+
+def test_shipped_pilot_and_the_demo_command(tmp_path: Path) -> None:
+    from liquid_pilot.nn.checkpoint import load_pilot
+
+    pilot = load_pilot(ROOT / "models" / "cfc_ncp.pt")
+    assert pilot.config.head == "cfc_ncp" and pilot.parameter_counts()["total"] <= 25_000
+    result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "demo", "--episodes", "1", "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "forest_summer" in result.stdout and "success" in result.stdout
+    assert (tmp_path / "demo.mp4").stat().st_size > 100_000 and (tmp_path / "forest_summer.png").is_file()

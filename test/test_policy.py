@@ -93,7 +93,7 @@ def test_training_reduces_the_loss_on_a_steering_task(head: str) -> None:
     target = torch.zeros(16, 4, 4)
     target[..., 3] = -(columns.float()[:, None] - 32) / 32  # target to the right: turn right (yaw < 0)
     imu, dt = torch.zeros(16, 4, 6), torch.full((16, 4, 1), 1 / 16)
-    pilot = Pilot(PilotConfig(head=head), seed=0)
+    pilot = Pilot(PilotConfig(head=head, command_scale=[1.0, 1.0, 1.0, 1.0]), seed=0)
     opt = torch.optim.Adam(pilot.parameters(), lr=3e-3)
     losses = []
     for _ in range(80):

@@ -65,6 +65,7 @@ def save_pilot(pilot: Pilot, path: str | os.PathLike, provenance: dict[str, Any]
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

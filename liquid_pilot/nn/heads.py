@@ -67,10 +67,10 @@ HEADS = ("cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff")
 
 
 def make_head(name: str, inputs: int, outputs: int, units: int, sparsity: float = 0.5,
-              wiring_seed: int = 22222, ltc_unfolds: int = 6) -> nn.Module:
+              wiring_seed: int = 22222, ltc_unfolds: int = 6, strict_wiring: bool = True) -> nn.Module:
     """Build a head by name; NCP heads draw their wiring from ``wiring_seed``."""
     if name == "cfc_ncp":
-        return WiredCfC(auto_ncp(inputs, units, outputs, sparsity, wiring_seed))
+        return WiredCfC(auto_ncp(inputs, units, outputs, sparsity, wiring_seed), strict=strict_wiring)
     if name == "ltc_ncp":
         return LTC(auto_ncp(inputs, units, outputs, sparsity, wiring_seed), unfolds=ltc_unfolds)
     if name == "cfc":
