@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q test
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_nn.py $(BENCH_ARGS)
+	for b in nn sim data workers ros; do $(BIN)/python bench/bench_$$b.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -210,14 +210,6 @@ def _replay(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
-def _ros(args: argparse.Namespace) -> None:
-    from liquid_pilot.ros.launcher import main as ros_main
-
-    code = ros_main(args.ros_args)
-    if code:
-        raise SystemExit(code)
-
-
 def _demo(args: argparse.Namespace) -> None:
     from liquid_pilot.eval.demo import default_model, demo
 
@@ -312,10 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bag", help="bag folder")
     p.add_argument("--plot", help="write predicted vs recorded commands here (PNG)")
     p.set_defaults(run=_replay)
-    p = sub.add_parser("ros", help="run the ROS 2 nodes in one process without a ROS installation",
-                       add_help=False)
-    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="sim | pilot | record | play, then their options")
-    p.set_defaults(run=_ros)
+    # Listed for --help only: main() hands `ros ...` to the ROS launcher, which parses its own options.
+    sub.add_parser("ros", help="run the ROS 2 nodes in one process without a ROS installation "
+                   "(liquid-pilot ros --help)")
     p = sub.add_parser("eval", help="fly models in conditions on the same seeds; Markdown/JSON report, heat map")
     p.add_argument("--models", nargs="+", required=True, help="checkpoints, or 'expert'")
     p.add_argument("--conditions", nargs="+", default=["all"],
@@ -334,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ros"]:  # the ROS launcher parses its own options, --help included
+        from liquid_pilot.ros.launcher import main as ros_main
+
+        return ros_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -1,0 +1,119 @@
+"""The player node: replays a recording's serialized messages with their original timing.
+
+``rate`` scales the timing (2 = twice as fast). With ``publish_clock`` it also publishes
+``/clock`` in the recording's time, so nodes with use_sim_time run on the bag's clock.
+Each topic is published with the reliability and durability it was recorded with. The
+node sets ``finished`` when the recording ends; the executables then exit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import ReaderError
+from rosgraph_msgs.msg import Clock
+
+from liquid_pilot.ros.bag import bag_paths, matching_qos, message_class
+from liquid_pilot.ros.convert import time_msg
+from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.ros.spin import run
+
+PARAMETERS = (
+    Param("bag", "", "recording to play: a rosbag2 bag folder, or a folder of split bags"),
+    Param("rate", 1.0, "playback speed: 1 = as recorded, 2 = twice as fast", low=0.01, high=100.0),
+    Param("publish_clock", False, "publish /clock in the recording's time"),
+    Param("topics", [], "topics to play (absolute names as recorded); empty: all"),
+    Param("wait_for_subscribers", 0.0, "s to wait, at most, until every topic has a subscriber before playing",
+          low=0.0, high=60.0),
+)
+CLOCK_PERIOD_S = 0.01  # wall seconds between /clock messages while waiting for the next message
+DEPTH = 100
+
+
+class PlayerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("player_node", **kwargs)
+        self.params = p = declare_parameters(self, PARAMETERS)
+        if not p["bag"]:
+            raise ValueError("player_node: set the 'bag' parameter to the recording to play")
+        try:
+            self._reader = AnyReader(bag_paths(Path(p["bag"])))
+            self._reader.open()
+        except (AnyReaderError, ReaderError) as exc:
+            raise ValueError(f"player_node: cannot read {p['bag']}: {exc}") from None
+        wanted = set(p["topics"])
+        self._outputs = {}
+        for connection in self._reader.connections:
+            topic = connection.topic
+            if ((wanted and topic not in wanted) or topic in self._outputs
+                    or (topic == "/clock" and p["publish_clock"])):
+                continue
+            try:
+                cls = message_class(connection.msgtype)
+            except ValueError as exc:
+                self.get_logger().warning(f"not playing {topic}: {exc}")
+                continue
+            qos = matching_qos(connection.ext.offered_qos_profiles, DEPTH)
+            self._outputs[topic] = self.create_publisher(cls, topic, qos)
+        self._clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=10)) if p["publish_clock"] else None
+        self.finished = threading.Event()
+        self.published = 0
+        self._stop = threading.Event()
+        self.context.on_shutdown(self._stop.set)  # stop publishing before the context goes away
+        self._thread = threading.Thread(target=self._play, name="player_node", daemon=True)
+        self._thread.start()
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._reader.close()
+        super().destroy_node()
+
+    def _play(self) -> None:
+        try:
+            self._wait_for_subscribers()
+            self._replay()
+        except Exception as exc:
+            if self.context.ok():  # not a publish racing the shutdown
+                self.get_logger().error(f"playback stopped: {type(exc).__name__}: {exc}")
+        self.finished.set()
+
+    def _replay(self) -> None:
+        rate = self.params["rate"]
+        connections = [c for c in self._reader.connections if c.topic in self._outputs]
+        start_wall = start_bag = None
+        self.get_logger().info(f"playing {len(self._outputs)} topics from {self.params['bag']} at x{rate}")
+        for connection, stamp, data in self._reader.messages(connections=connections):
+            if start_wall is None:
+                start_wall, start_bag = time.monotonic(), stamp
+            due = start_wall + (stamp - start_bag) / 1e9 / rate
+            while (wait := due - time.monotonic()) > 0 and not self._stop.is_set():
+                if self._clock_pub is not None:
+                    elapsed = (time.monotonic() - start_wall) * rate
+                    self._clock_pub.publish(Clock(clock=time_msg(start_bag + round(elapsed * 1e9))))
+                self._stop.wait(min(wait, CLOCK_PERIOD_S) if self._clock_pub is not None else wait)
+            if self._stop.is_set():
+                break
+            if self._clock_pub is not None:
+                self._clock_pub.publish(Clock(clock=time_msg(stamp)))
+            self._outputs[connection.topic].publish(data)
+            self.published += 1
+        self.get_logger().info(f"played {self.published} messages")
+
+    def _wait_for_subscribers(self) -> None:
+        deadline = time.monotonic() + self.params["wait_for_subscribers"]
+        while (time.monotonic() < deadline and not self._stop.is_set()
+               and any(pub.get_subscription_count() == 0 for pub in self._outputs.values())):
+            self._stop.wait(0.02)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run([PlayerNode], args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Run nodes in one process: the node executables and the in-process launcher share this."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+import rclpy
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+def run(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
+    """Create the nodes and spin them until Ctrl-C, SIGTERM or the end, then shut down cleanly.
+
+    ``args`` is a command line with ROS arguments (``--ros-args ...``; None: ``sys.argv``). A node
+    with a ``finished`` event (the player) ends the run when it is set. A node that refuses its
+    configuration (ValueError, OSError) gives a one-line error and exit code 2.
+    """
+    # Our own signal handling: rclpy's would shut the context down before the nodes are
+    # destroyed, and they still publish and log while closing (the recorder its bag). A
+    # flag, not an exception, so no callback is cut off halfway; SIGINT is caught even where
+    # the parent ignores it (a background job of a script).
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    nodes: list[Node] = []
+    executor: Executor | None = None
+    try:
+        try:
+            for factory in factories:
+                nodes.append(factory())
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        # One node: a single thread (rclpy's thread pool costs more than it gains for short
+        # callbacks; see bench/bench_ros.py). Several: threads, so that none waits on another.
+        executor = SingleThreadedExecutor() if len(nodes) == 1 else MultiThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        finished = [node.finished for node in nodes if hasattr(node, "finished")]
+        while rclpy.ok() and not stop.is_set() and not any(event.is_set() for event in finished):
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
+        pass  # the context was shut down elsewhere: clean up all the same
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if executor is not None:
+            executor.shutdown()
+        for node in reversed(nodes):
+            node.destroy_node()  # the recorder closes its bag here
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,264 @@
+"""Launch files (checked statically), the parameter YAML files, and the in-process launcher."""
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.serialization import deserialize_message
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from std_msgs.msg import String
+from test_ros_support import Ros, isolate, wait_for
+
+from liquid_pilot.nn.checkpoint import save_pilot
+from liquid_pilot.nn.policy import Pilot
+from liquid_pilot.ros import launcher
+from liquid_pilot.ros.pilot_node import PilotNode
+from liquid_pilot.ros.player_node import PlayerNode
+from liquid_pilot.ros.recorder_node import RecorderNode
+from liquid_pilot.ros.sim_node import SimNode
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config"
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+
+
+@pytest.fixture(scope="module")
+def ros():
+    with Ros() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "pilot.pt"
+    save_pilot(Pilot(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bag") / "one"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/chatter", "std_msgs/msg/String",
+                                           typestore=get_typestore(Stores.ROS2_KILTED))
+        writer.write(connection, 1, b"\x00\x01\x00\x00\x03\x00\x00\x00hi\x00\x00")
+    return path
+
+
+def console_scripts() -> dict[str, str]:
+    """The console_scripts of setup.py, read without running it."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    entries = next(node for node in ast.walk(tree) if isinstance(node, ast.Dict)
+                   and any(isinstance(k, ast.Constant) and k.value == "console_scripts" for k in node.keys))
+    scripts = [e.value for e in ast.walk(entries) if isinstance(e, ast.Constant) and "=" in str(e.value)]
+    return dict((part.strip() for part in item.split("=")) for item in scripts)
+
+
+def launch_nodes(path: Path) -> list[dict]:
+    """Each Node(...) of a launch file: executable, name, parameter files in order, literal parameters."""
+    tree = ast.parse(path.read_text())
+    assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    arguments = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
+            default = next((k.value for k in call.keywords if k.arg == "default_value"), None)
+            arguments[call.args[0].value] = default
+
+    def yaml_files(expr: ast.AST) -> list[str]:
+        """The .yaml names an expression leads to, through variables and launch arguments' defaults."""
+        if isinstance(expr, ast.Constant) and str(expr.value).endswith(".yaml"):
+            return [expr.value]
+        if isinstance(expr, ast.Name) and expr.id in assigned:
+            return yaml_files(assigned[expr.id])
+        if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration":
+            default = arguments.get(expr.args[0].value)
+            return [] if default is None else yaml_files(default)
+        return [name for child in ast.iter_child_nodes(expr) for name in yaml_files(child)]
+
+    nodes = []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Node":
+            kwargs = {k.arg: k.value for k in call.keywords}
+            parameters = kwargs.get("parameters", ast.List(elts=[]))
+            nodes.append({
+                "executable": kwargs["executable"].value, "name": kwargs["name"].value,
+                "files": [name for element in parameters.elts for name in yaml_files(element)],
+                "literal": [k.value for element in parameters.elts if isinstance(element, ast.Dict)
+                            for k in element.keys],
+            })
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def declared(ros: Ros, model: Path, bag: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """The parameter names each node really declares, from live instances."""
+    nodes = {
+        "pilot_node": PilotNode(namespace="declared", parameter_overrides=[Parameter("model", value=str(model))]),
+        "sim_node": SimNode(namespace="declared", parameter_overrides=[Parameter("real_time_factor", value=0.5)]),
+        "recorder_node": RecorderNode(namespace="declared", parameter_overrides=[
+            Parameter("output", value=str(tmp_path_factory.mktemp("rec") / "out"))]),
+        "player_node": PlayerNode(namespace="declared", parameter_overrides=[Parameter("bag", value=str(bag))]),
+    }
+    names = {name: set(node.list_parameters([], 0).names) for name, node in nodes.items()}
+    for node in nodes.values():
+        node.destroy_node()
+    return names
+
+
+def test_launch_files_name_our_executables_and_existing_config_files(declared: dict[str, set[str]]) -> None:
+    scripts = console_scripts()
+    assert {path.name for path in LAUNCH_FILES} == {"pilot.launch.py", "sim.launch.py", "record.launch.py"}
+    for path in LAUNCH_FILES:
+        nodes = launch_nodes(path)
+        assert nodes, path
+        for node in nodes:
+            assert node["executable"] in scripts and node["executable"] != "liquid-pilot", (path, node)
+            module, function = scripts[node["executable"]].split(":")
+            assert callable(getattr(importlib.import_module(module), function))
+            assert node["name"] == node["executable"]  # the YAML sections are keyed by these names
+            assert node["files"], (path, node)
+            for name in node["files"]:
+                assert (CONFIG / name).is_file(), (path, name)
+            assert set(node["literal"]) <= declared[node["name"]], (path, node)
+
+
+def test_every_parameter_in_the_config_files_is_declared_by_its_node(declared: dict[str, set[str]]) -> None:
+    # config/ holds other settings too (training); ROS parameter files have only node sections.
+    files = [path for path in sorted(CONFIG.glob("*.yaml")) if all(
+        isinstance(body, dict) and "ros__parameters" in body for body in yaml.safe_load(path.read_text()).values())]
+    used = {name for nodes in launcher.MODES.values() for _, names in nodes for name in names}
+    assert used <= {path.name for path in files}
+    for path in files:
+        for section, body in yaml.safe_load(path.read_text()).items():
+            assert section.startswith("/**/"), section  # applies in any namespace (launch arguments)
+            node = section.removeprefix("/**/")
+            assert node in declared, (path, section)
+            assert set(body) == {"ros__parameters"}
+            unknown = set(body["ros__parameters"]) - declared[node]
+            assert not unknown, (path, section, unknown)
+
+
+def test_the_parameter_tables_are_what_the_nodes_declare(declared: dict[str, set[str]]) -> None:
+    for node in launcher.NODES:
+        assert {p.name for p in launcher.parameters(node)} <= declared[node]
+        assert declared[node] - {p.name for p in launcher.parameters(node)} <= {"use_sim_time",
+                                                                                "start_type_description_service"}
+
+
+def test_the_launcher_modes_are_the_launch_files() -> None:
+    for path in LAUNCH_FILES:
+        mode = path.name.removesuffix(".launch.py")
+        assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
+
+
+def params_file(*names: str, extra: str = "") -> list[str]:
+    args = ["--ros-args"]
+    for name in names:
+        args += ["--params-file", str(CONFIG / name)]
+    return args + (["-p", extra] if extra else [])
+
+
+def expect(node: Node, *names: str, besides: str = "") -> None:
+    """The node's values are those its sections in these files give (later files win), but ``besides``."""
+    want: dict = {}
+    for name in names:
+        want.update(launcher.load_params(CONFIG / name, node.get_name()))
+    assert want
+    for key, value in want.items():
+        if key == besides:
+            continue
+        assert node.get_parameter(key).value == value or list(node.get_parameter(key).value) == value, key
+
+
+def test_the_config_files_load_through_rcl_as_launch_files_pass_them(ros: Ros, model: Path, tmp_path: Path) -> None:
+    # rcl's own YAML parser reads them (as ros2 launch passes them); the values arrive typed and whole.
+    pilot = PilotNode(namespace="yaml", cli_args=params_file("pilot.yaml", "sim.yaml", extra=f"model:={model}"))
+    expect(pilot, "pilot.yaml", "sim.yaml", besides="model")
+    assert pilot.params["start_enabled"] and pilot.get_parameter("use_sim_time").value
+    pilot.destroy_node()
+    for files in (("sim.yaml",), ("sim.yaml", "record.yaml")):
+        sim = SimNode(namespace="yaml", cli_args=params_file(*files))
+        expect(sim, *files)
+        sim.destroy_node()
+    recorder = RecorderNode(namespace="yaml", cli_args=params_file("record.yaml", extra=f"output:={tmp_path / 'r'}"))
+    assert recorder.params["topics"] == launcher.load_params(CONFIG / "record.yaml", "recorder_node")["topics"]
+    assert recorder.get_parameter("use_sim_time").value
+    recorder.destroy_node()
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "ros", *args], capture_output=True, text=True,
+                          timeout=timeout, env=isolate())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["fly"], "invalid choice: 'fly'"),
+    (["sim", "--params", "/no/such.yaml"], "--params /no/such.yaml: no such file"),
+    (["pilot", "--set", "control_rate=fast"], "parameter 'control_rate' must be a number, got 'fast'"),
+    (["pilot", "--set", "contol_rate=5.0"], "no node in this mode (pilot_node) has parameter 'contol_rate'"),
+    (["sim", "--set", "sim_node.model=x.pt"], "sim_node has no parameter 'model'"),
+    (["record", "--set", "output"], "expected name=value"),
+])
+def test_launcher_mistakes_are_one_line_and_exit_code_2(argv: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_launcher_refuses_unknown_parameters_in_a_params_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "mine.yaml").write_text("pilot_node:\n  ros__parameters:\n    max_speed: 2.0\n")
+    assert launcher.main(["pilot", "--params", str(tmp_path / "mine.yaml")]) == 2
+    assert "pilot_node has no parameter 'max_speed'" in capsys.readouterr().err
+
+
+def test_launcher_node_refusal_is_a_clear_error_in_a_process() -> None:
+    result = run_cli("pilot", "--set", "model=/no/such/pilot.pt", "--set", "max_speed_z=9.0")
+    assert result.returncode == 2, result.stderr
+    assert "error: pilot_node: parameter 'max_speed_z' must be in [0.0, 5.0]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ros, tmp_path: Path) -> None:
+    listener = ros.node("record_listener")
+    statuses: list[dict] = []
+    listener.create_subscription(String, "/sim_node/status", lambda m: statuses.append(json.loads(m.data)),
+                                 QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "liquid_pilot.cli", "ros", "record", "--set", f"output={tmp_path / 'demos'}",
+         "--set", "real_time_factor=0.0", "--set", "seed=2"],
+        env=isolate(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Two episodes: the first one's end is surely in the bag when the second one ends.
+        assert wait_for(lambda: sum(1 for s in statuses if s["reason"]) >= 2, timeout=40), "no two episodes ended"
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "Failed to publish" not in output
+    assert all(s["seed"] == 2 + s["episode"] for s in statuses)
+    assert next(s for s in statuses if s["reason"])["reason"] == "reached"
+    bags = sorted((tmp_path / "demos").iterdir())
+    with AnyReader(bags) as reader:
+        topics = {topic: info.msgcount for topic, info in reader.topics.items()}
+        first = reader.start_time
+        recorded = [deserialize_message(data, String) for c, _, data in reader.messages()
+                    if c.topic == "/sim_node/status"]
+    assert topics["/camera/image_raw"] > 40 and topics["/cmd_vel"] > 40
+    assert {"/camera/camera_info", "/imu/data", "/odom"} <= set(topics)
+    assert 2e9 <= first < 10e9  # stamped in simulated time (the first episode starts at 2 s), not wall time
+    assert any(json.loads(s.data)["reason"] == "reached" for s in recorded)

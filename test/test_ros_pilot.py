@@ -1,0 +1,331 @@
+"""pilot_node over real DDS: commands per frame, the watchdog, bad input, services, limits."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import Log
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, Imu
+from std_msgs.msg import Float32MultiArray
+from std_srvs.srv import SetBool, Trigger
+from test_ros_support import Ros, call, wait_for
+
+from liquid_pilot.nn.checkpoint import save_pilot
+from liquid_pilot.nn.policy import Pilot
+from liquid_pilot.ros.convert import stamp_ns, time_msg
+from liquid_pilot.ros.pilot_node import PilotNode
+from liquid_pilot.ros.runtime import PilotRuntime
+
+CAMERA_TIMEOUT = 0.2
+CONTROL_RATE = 50.0
+IMU = np.array([0.01, -0.02, 0.03, 0.1, -0.1, 9.81], np.float32)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    with Ros() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "pilot.pt"
+    save_pilot(Pilot(seed=3), path)
+    return path
+
+
+class Harness:
+    """The drone around a pilot_node: a camera, an IMU, a command listener and the services."""
+
+    def __init__(self, ros: Ros, model: Path, namespace: str, **params: object):
+        overrides = [Parameter("model", value=str(model)), Parameter("control_rate", value=CONTROL_RATE),
+                     Parameter("camera_timeout", value=CAMERA_TIMEOUT)]
+        self.pilot = ros.add(PilotNode(namespace=namespace, parameter_overrides=overrides + [
+            Parameter(k, value=v) for k, v in params.items()]))
+        self.namespace = namespace
+        self.node = ros.node("harness", namespace)
+        self.images = self.node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        self.imu = self.node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
+        self.commands: list[tuple[float, TwistStamped]] = []
+        self.neurons: list[Float32MultiArray] = []
+        self.logs: list[Log] = []
+        self.node.create_subscription(TwistStamped, "cmd_vel", lambda m: self.commands.append((time.monotonic(), m)),
+                                      QoSProfile(depth=100))
+        self.node.create_subscription(Float32MultiArray, "pilot_node/neurons", self.neurons.append, 100)
+        self.node.create_subscription(Log, "/rosout", self.logs.append,
+                                      QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        assert wait_for(lambda: self.images.get_subscription_count() and self.imu.get_subscription_count()
+                        and len(self.commands) > 0)
+
+    def enable(self, on: bool = True) -> None:
+        assert call(self.node, SetBool, "pilot_node/enable", SetBool.Request(data=on)).success
+
+    def now(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def send_imu(self, values: np.ndarray = IMU) -> None:
+        msg = Imu()
+        msg.header.stamp = time_msg(self.now())
+        w, a = msg.angular_velocity, msg.linear_acceleration
+        w.x, w.y, w.z, a.x, a.y, a.z = (float(v) for v in values)
+        self.imu.publish(msg)
+
+    def send_frame(self, image: np.ndarray, stamp: int | None = None, encoding: str = "rgb8",
+                   data: bytes | None = None, imu: bool = True, flown: bool = True) -> int:
+        """Publish a frame (after an IMU sample) and wait for its answer; return the frame's stamp.
+
+        The answer to a frame that is flown carries its stamp; one that is refused is a zero.
+        """
+        channels = image.shape[2] if image.ndim == 3 else 1
+        msg = Image(height=image.shape[0], width=image.shape[1], encoding=encoding, step=image.shape[1] * channels)
+        msg.data = image.tobytes() if data is None else data
+        fixed = stamp is not None
+        for _ in range(3):  # the camera topic is best effort: on a busy machine a frame may be lost
+            if imu:
+                self.send_imu()
+            stamp = stamp if fixed else self.now()
+            msg.header.stamp = time_msg(stamp)
+            sent = time.monotonic()
+            self.images.publish(msg)
+            if flown and wait_for(lambda: self.command_for(stamp) is not None, timeout=2.0):
+                return stamp
+            if not flown and wait_for(lambda: any(t > sent and command(m) == [0.0] * 4
+                                                  for t, m in self.commands[-5:]), timeout=2.0):
+                return stamp
+        raise AssertionError(f"no answer to the frame stamped {stamp}")
+
+    def command_for(self, stamp: int) -> list[float] | None:
+        for _, msg in self.commands:
+            if msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp:
+                return command(msg)
+        return None
+
+    def last(self) -> list[float]:
+        return command(self.commands[-1][1])
+
+    def warnings(self, kind: str, since: int = 0) -> list[str]:
+        """This pilot's warnings about ``kind`` among the logs from index ``since`` on."""
+        return [log.msg for log in self.logs[since:] if log.name.endswith(f"{self.namespace}.pilot_node")
+                and log.level == Log.WARN and log.msg.endswith(f"[{kind}]")]
+
+    def logged(self, text: str) -> bool:
+        return any(text in log.msg for log in self.logs if log.name.endswith(f"{self.namespace}.pilot_node"))
+
+
+def command(msg: TwistStamped) -> list[float]:
+    t = msg.twist
+    return [t.linear.x, t.linear.y, t.linear.z, t.angular.z]
+
+
+def images(n: int, size: int = 64) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def expected(model: Path, frames: list[np.ndarray], dts: list[float]) -> list[np.ndarray]:
+    """What the network says for these frames from a fresh state, computed without ROS."""
+    runtime = PilotRuntime.from_file(model)
+    return [runtime.step(f, IMU, dt) for f, dt in zip(frames, dts)]
+
+
+@contextmanager
+def long_timeouts(harness: Harness) -> Iterator[None]:
+    harness.pilot.set_parameters([Parameter("camera_timeout", value=1.0), Parameter("imu_timeout", value=1.0)])
+    try:
+        yield
+    finally:
+        harness.pilot.set_parameters([Parameter("camera_timeout", value=CAMERA_TIMEOUT),
+                                      Parameter("imu_timeout", value=0.2)])
+
+
+@pytest.fixture(scope="module")
+def drone(ros: Ros, model: Path) -> Harness:
+    return Harness(ros, model, "p1")
+
+
+@pytest.fixture()
+def flying(drone: Harness) -> Harness:
+    drone.enable(True)
+    yield drone
+    drone.enable(False)
+
+
+def test_starts_disabled_and_publishes_zero(drone: Harness) -> None:
+    assert not drone.pilot.params["start_enabled"]
+    drone.send_frame(images(1)[0], flown=False)
+    assert wait_for(lambda: len(drone.commands) >= 5)
+    assert all(command(m) == [0.0] * 4 for _, m in drone.commands)
+
+
+def test_each_frame_gives_the_networks_command_with_the_frames_stamp(flying: Harness, model: Path) -> None:
+    frames = images(3)
+    with long_timeouts(flying):  # exact stamps a little in the future must stay acceptable on a busy CPU
+        t0 = flying.send_frame(frames[0])
+        t1 = flying.send_frame(frames[1][:, :, ::-1].copy(), stamp=t0 + 62_500_000, encoding="bgr8")  # same RGB
+        t2 = flying.send_frame(frames[2], stamp=t1 + 50_000_000)
+    want = expected(model, frames, [0.0, 0.0625, 0.05])
+    for stamp, command_ in zip((t0, t1, t2), want):
+        np.testing.assert_allclose(flying.command_for(stamp), command_, rtol=1e-6, atol=1e-7)
+        assert np.abs(command_).max() > 1e-4  # an untrained pilot still commands something
+    assert wait_for(lambda: len(flying.neurons) >= 3)
+    assert len(flying.neurons[-1].data) == flying.pilot.runtime.state_size == 19
+    assert all(math.isfinite(v) for v in flying.neurons[-1].data)
+
+
+def test_commands_are_clamped_to_the_limits(flying: Harness) -> None:
+    flying.pilot.set_parameters([Parameter("max_speed_xy", value=0.01), Parameter("max_speed_z", value=0.001),
+                                 Parameter("max_yaw_rate", value=0.001)])
+    try:
+        stamp = flying.send_frame(images(1)[0])
+        vx, vy, vz, yaw_rate = flying.command_for(stamp)
+        assert math.hypot(vx, vy) <= 0.01 + 1e-9 and abs(vz) <= 0.001 and abs(yaw_rate) <= 0.001
+    finally:
+        flying.pilot.set_parameters([Parameter("max_speed_xy", value=1.0), Parameter("max_speed_z", value=0.5),
+                                     Parameter("max_yaw_rate", value=1.0)])
+    assert not flying.pilot.set_parameters([Parameter("max_speed_z", value=-1.0)])[0].successful
+
+
+def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(flying: Harness, model: Path) -> None:
+    frames = images(6)
+    for image in frames[:5]:  # about 30 Hz
+        stamp = flying.send_frame(image)
+        time.sleep(1 / 30)
+    assert flying.last() != [0.0] * 4
+    assert wait_for(lambda: flying.last() == [0.0] * 4, timeout=2.0)
+    # Timed on the pilot's clock (zero commands carry its time), not by when this process hears them;
+    # the slack is for timer callbacks running late on a busy shared CPU.
+    zero = next(m for _, m in flying.commands if stamp_ns(m.header.stamp) > stamp and command(m) == [0.0] * 4)
+    assert (stamp_ns(zero.header.stamp) - stamp) / 1e9 <= CAMERA_TIMEOUT + 2 / CONTROL_RATE + 0.25
+    assert wait_for(lambda: flying.warnings("camera_stale"))
+    # The next frame starts a new flight: the same command as a fresh network's first step.
+    stamp = flying.send_frame(frames[5])
+    np.testing.assert_allclose(flying.command_for(stamp), expected(model, frames[5:], [0.0])[0], rtol=1e-6)
+
+
+def bad_frames(harness: Harness, kind: str, previous: int) -> None:
+    """Send three frames with one kind of fault; ``previous`` is the stamp of the last good frame."""
+    good = images(1)[0]
+    now = harness.now()
+    for i in range(3):
+        if kind == "encoding":
+            harness.send_frame(good, encoding="yuv422", flown=False)
+        elif kind == "size":
+            harness.send_frame(good, data=good.tobytes()[:-7], flown=False)
+        elif kind == "empty":
+            harness.send_frame(good, data=b"", flown=False)
+        elif kind == "image_size":
+            harness.send_frame(images(1, size=32)[0], flown=False)
+        elif kind == "stamp_future":
+            harness.send_frame(good, stamp=now + 100 * 10**9 + i, flown=False)
+        elif kind == "stamp_backwards":
+            harness.send_frame(good, stamp=previous - 1 - i, flown=False)
+        elif kind == "imu_invalid":
+            harness.send_imu(np.array([math.nan, 0, 0, 0, 0, 9.81]))
+            harness.send_frame(good, imu=False, flown=False)
+
+
+@pytest.mark.parametrize("kind", ["encoding", "size", "empty", "image_size", "stamp_future", "stamp_backwards",
+                                  "imu_invalid"])
+def test_malformed_input_hovers_logs_once_and_recovers(flying: Harness, kind: str) -> None:
+    first = flying.send_frame(images(1)[0])
+    assert flying.command_for(first) != [0.0] * 4
+    since = len(flying.logs)
+    bad_frames(flying, kind, first)
+    assert flying.last() == [0.0] * 4
+    if kind == "imu_invalid":  # the IMU comes on its own thread: let the good sample land first
+        flying.send_imu()
+        assert wait_for(lambda: flying.logged("recovered from imu_invalid"))
+    stamp = flying.send_frame(images(1)[0])  # a good frame flies again, after the bad ones
+    assert flying.command_for(stamp) != [0.0] * 4
+    fault = "stamp" if kind.startswith("stamp") else kind
+    assert wait_for(lambda: flying.warnings(fault, since))
+    assert len(flying.warnings(fault, since)) == 1, flying.warnings(fault, since)
+
+
+def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> None:
+    frames = images(2)
+    fresh = expected(model, frames[1:], [0.0])[0]
+    with long_timeouts(flying):  # so that only the service can reset the network here
+        flying.send_frame(frames[0])
+        carried_on = flying.command_for(flying.send_frame(frames[1]))
+        assert np.abs(np.array(carried_on) - fresh).max() > 1e-6  # the state carries over between frames
+        assert call(flying.node, Trigger, "pilot_node/reset", Trigger.Request()).success
+        np.testing.assert_allclose(flying.command_for(flying.send_frame(frames[1])), fresh, rtol=1e-6)
+
+
+def test_disable_service_publishes_zero(flying: Harness) -> None:
+    assert flying.command_for(flying.send_frame(images(1)[0])) != [0.0] * 4
+    flying.enable(False)
+    since = len(flying.commands)
+    flying.send_frame(images(1)[0], flown=False)
+    assert wait_for(lambda: len(flying.commands) >= since + 3)
+    assert all(command(m) == [0.0] * 4 for _, m in flying.commands[since:])
+
+
+def test_nan_output_gives_zero(ros: Ros, tmp_path: Path) -> None:
+    broken = Pilot()
+    with torch.no_grad():
+        for weights in broken.head.parameters():
+            weights.fill_(math.nan)
+    save_pilot(broken, tmp_path / "nan.pt")
+    harness = Harness(ros, tmp_path / "nan.pt", "p2", start_enabled=True)
+    harness.send_frame(images(1)[0], flown=False)
+    assert harness.last() == [0.0] * 4
+    assert wait_for(lambda: harness.warnings("output"))
+
+
+def test_missing_model_is_refused_at_start_with_a_clear_message(ros: Ros, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nope.pt: no such file"):
+        PilotNode(namespace="p3", parameter_overrides=[Parameter("model", value=str(tmp_path / "nope.pt"))])
+    if not (Path(__file__).parents[1] / "models" / "cfc_ncp.pt").exists():
+        with pytest.raises(FileNotFoundError, match="no trained pilot is shipped yet"):
+            PilotNode(namespace="p3")
+
+
+def test_compressed_images_in_and_plain_twists_out(ros: Ros, model: Path) -> None:
+    pilot = ros.add(PilotNode(namespace="p4", parameter_overrides=[
+        Parameter("model", value=str(model)), Parameter("image_transport", value="compressed"),
+        Parameter("command_type", value="twist"), Parameter("start_enabled", value=True)]))
+    node = ros.node("harness", "p4")
+    camera = node.create_publisher(CompressedImage, "camera/image_raw/compressed", qos_profile_sensor_data)
+    imu = node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
+    twists: list[Twist] = []
+    node.create_subscription(Twist, "cmd_vel", twists.append, 100)
+    assert wait_for(lambda: camera.get_subscription_count() and imu.get_subscription_count() and twists)
+    frame = images(1)[0]
+    png = CompressedImage(format="png", data=cv2.imencode(".png", frame[:, :, ::-1])[1].tobytes())
+    want = expected(model, [frame], [0.0])[0]
+    sample = Imu()
+    sample.angular_velocity.x, sample.angular_velocity.y, sample.angular_velocity.z = (float(v) for v in IMU[:3])
+    sample.linear_acceleration.x, sample.linear_acceleration.y, sample.linear_acceleration.z = (
+        float(v) for v in IMU[3:])
+
+    def flown() -> bool:
+        return any(np.allclose([t.linear.x, t.linear.y, t.linear.z, t.angular.z], want, rtol=1e-6) for t in twists)
+
+    for _ in range(3):  # best effort: retry a lost frame
+        imu.publish(sample)
+        png.header.stamp = time_msg(node.get_clock().now().nanoseconds)
+        camera.publish(png)
+        if wait_for(flown, timeout=2.0):
+            break
+    assert flown()
+    assert pilot.params["command_type"] == "twist"
+
+
+def test_resize_images_option(ros: Ros, model: Path) -> None:
+    pilot = ros.add(PilotNode(namespace="p5", parameter_overrides=[
+        Parameter("model", value=str(model)), Parameter("resize_images", value=True)]))
+    big = np.repeat(np.repeat(images(1)[0], 2, 0), 2, 1)
+    msg = Image(height=128, width=128, encoding="rgb8", step=384, data=big.tobytes())
+    np.testing.assert_array_equal(pilot._decode(msg), images(1)[0])  # 2x2 blocks average back exactly

@@ -1,0 +1,138 @@
+"""sim_node over real DDS: closed loop with pilot_node, the expert, its messages, commands and reset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, Imu
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from test_ros_support import Ros, call, wait_for
+
+from liquid_pilot.nn.checkpoint import save_pilot
+from liquid_pilot.nn.policy import Pilot
+from liquid_pilot.ros.convert import stamp_ns
+from liquid_pilot.ros.pilot_node import PilotNode
+from liquid_pilot.ros.sim_node import EPISODE_GAP_S, SimNode
+from liquid_pilot.sim.tasks import SUCCESS
+
+LATCHED = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@pytest.fixture()
+def ros():
+    with Ros() as r:  # one per test: /clock is global, and each test has its own simulator
+        yield r
+
+
+def sim_node(namespace: str, **params: object) -> SimNode:
+    return SimNode(namespace=namespace, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+class Listener:
+    """Collects what a sim_node publishes."""
+
+    def __init__(self, ros: Ros, namespace: str, *topics: tuple[type, str]):
+        self.node = ros.node("listener", namespace)
+        self.got: dict[str, list] = {}
+        for msg_type, topic in topics:
+            self.got[topic] = []
+            self.node.create_subscription(msg_type, topic, self.got[topic].append,
+                                          LATCHED if topic.endswith("status") else QoSProfile(depth=1000))
+
+    def statuses(self) -> list[dict]:
+        return [json.loads(m.data) for m in self.got["sim_node/status"]]
+
+    def ended(self) -> list[dict]:
+        return [s for s in self.statuses() if s["reason"] is not None]
+
+
+def test_closed_loop_with_the_pilot_reports_the_episode_end(ros: Ros, tmp_path: Path) -> None:
+    save_pilot(Pilot(seed=1), tmp_path / "pilot.pt")
+    ns = "loop"
+    listener = Listener(ros, ns, (String, "sim_node/status"), (TwistStamped, "cmd_vel"))
+    pilot = ros.add(PilotNode(namespace=ns, parameter_overrides=[
+        Parameter("model", value=str(tmp_path / "pilot.pt")), Parameter("use_sim_time", value=True),
+        Parameter("start_enabled", value=True)]))
+    ros.add(sim_node(ns, seed=5, real_time_factor=4.0, auto_reset=False, overrides=["task.timeout_s=4"]))
+    assert wait_for(lambda: listener.ended(), timeout=30)
+    start, end = listener.statuses()[0], listener.ended()[0]
+    assert start == {"scenario": "forest_summer", "seed": 5, "episode": 0, "time": 0.0, "reason": None,
+                     "success": False}
+    assert end["seed"] == 5 and 0 < end["time"] <= 4.0
+    assert end["success"] == (end["reason"] in SUCCESS)  # an untrained pilot fails, but it flew:
+    flown = [m for m in listener.got["cmd_vel"] if any((m.twist.linear.x, m.twist.linear.y, m.twist.angular.z))]
+    assert len(flown) >= 5
+    stamps = [stamp_ns(m.header.stamp) / 1e9 for m in flown]  # simulated time, from the pilot's sim clock
+    assert EPISODE_GAP_S <= min(stamps) and max(stamps) <= EPISODE_GAP_S + end["time"]
+    assert pilot.get_clock().ros_time_is_active
+
+
+def test_the_expert_reaches_the_target_and_the_sensor_messages_follow_the_conventions(ros: Ros) -> None:
+    ns = "expert"
+    listener = Listener(ros, ns, (String, "sim_node/status"), (Image, "camera/image_raw"),
+                        (CameraInfo, "camera/camera_info"), (Imu, "imu/data"), (Odometry, "odom"),
+                        (TwistStamped, "cmd_vel"), (Clock, "/clock"))
+    sim = ros.add(sim_node(ns, seed=0, real_time_factor=0.0, auto_reset=False, autopilot="expert"))
+    assert wait_for(lambda: listener.ended(), timeout=30)
+    end = listener.ended()[0]
+    assert end["reason"] == "reached" and end["success"] and end["seed"] == 0
+    got = listener.got
+    assert wait_for(lambda: len(got["camera/image_raw"]) > 10)
+    image, info = got["camera/image_raw"][-1], got["camera/camera_info"][-1]
+    assert (image.width, image.height, image.encoding, image.step) == (64, 64, "rgb8", 192)
+    assert len(image.data) == 64 * 64 * 3
+    assert image.header == info.header and image.header.frame_id == "camera_optical_frame"
+    focal = 32 / np.tan(np.radians(sim.sim.scenario.sim.fov_deg) / 2)
+    np.testing.assert_allclose(info.k, [focal, 0, 31.5, 0, focal, 31.5, 0, 0, 1])
+    frames = [stamp_ns(m.header.stamp) for m in got["camera/image_raw"]]
+    commanded = {stamp_ns(m.header.stamp) for m in got["cmd_vel"]}  # the expert's command per frame, by stamp
+    # Unthrottled (real_time_factor 0) on a loaded machine, KEEP_LAST queues may drop a sample or two.
+    assert sum(f in commanded for f in frames[5:]) >= 0.95 * len(frames[5:])
+    imu = got["imu/data"][-1]
+    assert imu.orientation_covariance[0] == -1 and imu.header.frame_id == "base_link"
+    assert 7 < imu.linear_acceleration.z < 12  # the accelerometer feels gravity (specific force)
+    odom = got["odom"][-1]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    q = odom.pose.pose.orientation
+    assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1) < 1e-9
+    # Simulated time runs on, then jumps by the gap between episodes, without sensor data.
+    assert wait_for(lambda: abs(stamp_ns(got["/clock"][-1].clock) - (2 * EPISODE_GAP_S + end["time"]) * 1e9) < 1e6)
+    clock = [stamp_ns(m.clock) for m in got["/clock"]]
+    assert clock == sorted(clock)
+
+
+def test_commands_are_held_zero_at_start_and_reset_starts_the_next_seed(ros: Ros) -> None:
+    ns = "held"
+    listener = Listener(ros, ns, (String, "sim_node/status"), (Odometry, "odom"))
+    commands = listener.node.create_publisher(TwistStamped, "cmd_vel", 10)
+    ros.add(sim_node(ns, seed=3, real_time_factor=4.0, auto_reset=False))
+    odom = listener.got["odom"]
+    assert wait_for(lambda: len(odom) >= 16 and commands.get_subscription_count())  # 1 s: no command yet
+    assert max(abs(m.twist.twist.linear.x) for m in odom) < 0.1  # hovering on a zero command
+    forward = TwistStamped()
+    forward.twist.linear.x = 0.5
+    commands.publish(forward)  # once: the simulator holds it
+    since = len(odom)
+    assert wait_for(lambda: len(odom) > since + 40)  # 2.5 s simulated
+    assert all(abs(m.twist.twist.linear.x - 0.5) < 0.1 for m in odom[-8:])
+    response = call(listener.node, Trigger, "sim_node/reset", Trigger.Request())
+    assert response.success and "seed 4" in response.message
+    assert wait_for(lambda: [s["reason"] for s in listener.statuses()] == [None, "aborted", None])
+    assert listener.statuses()[-1]["seed"] == 4 and listener.statuses()[-1]["episode"] == 1
+
+
+def test_a_bad_scenario_is_refused_with_a_clear_message(ros: Ros) -> None:
+    with pytest.raises(ValueError, match="unknown scenario 'mars'"):
+        sim_node("bad", scenario="mars")
+    with pytest.raises(ValueError, match="must look like section.field=value"):
+        sim_node("bad", overrides=["inject.image_noise"])
+    with pytest.raises(ValueError, match="unknown setting 'inject.fog'"):
+        sim_node("bad", overrides=["inject.fog=1"])
