@@ -93,8 +93,10 @@ def fly_job(job: Job) -> dict[str, Any]:
 def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path, seed: int = 0,
              progress: Callable[[dict[str, Any], Progress], None] | None = None, workers: int | None = 1,
              ray: str | None = None) -> tuple[list[dict[str, Any]], Spread]:
-    """Fly every (model, condition, episode); return all episode records, old and new, and how
-    the new ones were spread over workers."""
+    """Fly every (model, condition, episode).
+
+    Returns all episode records, old and new, and how the new ones were spread over workers.
+    """
     for model in models:
         if model != EXPERT and not Path(model).is_file():
             raise ValueError(f"{model}: no such model file")
