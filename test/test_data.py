@@ -278,8 +278,10 @@ def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: py
 
 def test_ctrl_c_on_the_command_says_which_episode_was_cut(tmp_path: Path) -> None:
     out = tmp_path / "bags"
+    # A shell that started the tests in the background ignores SIGINT for its children: restore it.
     process = subprocess.Popen([sys.executable, "-m", "liquid_pilot.cli", "collect", "--episodes", "40", "--out",
-                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len([p for p in out.glob("forest_summer_*")]) < 2:
         time.sleep(0.05)

@@ -240,7 +240,8 @@ def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ro
     process = subprocess.Popen(
         [sys.executable, "-m", "liquid_pilot.cli", "ros", "record", "--set", f"output={tmp_path / 'demos'}",
          "--set", "real_time_factor=0.0", "--set", "seed=2"],
-        env=isolate(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=isolate(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if the tests ignore Ctrl-C
     try:
         # Two episodes: the first one's end is surely in the bag when the second one ends.
         assert wait_for(lambda: sum(1 for s in statuses if s["reason"]) >= 2, timeout=40), "no two episodes ended"

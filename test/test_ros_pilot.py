@@ -200,7 +200,7 @@ def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(fl
     for image in frames[:5]:  # about 30 Hz
         stamp = flying.send_frame(image)
         time.sleep(1 / 30)
-    assert flying.last() != [0.0] * 4
+    assert flying.command_for(stamp) != [0.0] * 4  # the last frame was flown
     assert wait_for(lambda: flying.last() == [0.0] * 4, timeout=2.0)
     # Timed on the pilot's clock (zero commands carry its time), not by when this process hears them;
     # the slack is for timer callbacks running late on a busy shared CPU.

@@ -8,6 +8,7 @@ its final name is complete and readable.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 from pathlib import Path
@@ -130,5 +131,5 @@ class BagWriter:
                 self.writer.set_custom_data(key, value)
             self.writer.close()
             self.partial.rename(self.path)
-        if not any(self.partial.parent.iterdir()):
+        with contextlib.suppress(OSError):  # other writers may still use it: then it stays
             self.partial.parent.rmdir()

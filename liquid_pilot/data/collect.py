@@ -6,6 +6,7 @@ the expert recovering from mistakes. Episode i uses seed ``seed + i``.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage
     try:
         spread = run(todo, collect_job, keep, workers, ray)
     except KeyboardInterrupt:
+        # Every worker has stopped by now: whatever is left in .partial/ is unfinished.
+        shutil.rmtree(out / ".partial", ignore_errors=True)
         finished = {r.seed for r in skipped}
         missing = [job.seed for job in todo if not job.path.exists() and job.seed not in finished]
         raise CollectInterrupted(missing, [j.path for j in jobs if j.path.exists()]) from None
