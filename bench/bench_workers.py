@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
-    episodes = 12 if args.quick else 60
+    episodes = 12 if args.quick else 200
     with tempfile.TemporaryDirectory() as tmp:
         one = episodes_per_second(1, episodes, Path(tmp) / "one")
         two = episodes_per_second(2, episodes, Path(tmp) / "two")
