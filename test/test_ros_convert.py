@@ -9,8 +9,9 @@ import pytest
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
-from liquid_pilot.ros.convert import (BadInput, camera_info, compressed_to_rgb, image_to_rgb, imu_to_array,
-                                      quaternion, stamp_ns, time_msg)
+from liquid_pilot.ros.convert import BadInput, camera_info, compressed_to_rgb, image_to_rgb, imu_to_array, stamp_ns, \
+    time_msg
+from liquid_pilot.sim.quadrotor import quaternion
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
 

@@ -9,7 +9,6 @@ its final name is complete and readable.
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,9 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+
+from liquid_pilot.sim.camera import pinhole
+from liquid_pilot.sim.quadrotor import quaternion
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -49,9 +51,9 @@ def image_msg(image: np.ndarray, stamp_ns: int) -> Any:
 
 def camera_info_msg(width: int, height: int, vfov: float, stamp_ns: int) -> Any:
     """Pinhole intrinsics of an ideal camera with vertical field of view ``vfov`` (rad)."""
-    f = height / 2 / math.tan(vfov / 2)
-    k = np.array([f, 0, width / 2, 0, f, height / 2, 0, 0, 1], dtype=np.float64)
-    p = np.array([f, 0, width / 2, 0, 0, f, height / 2, 0, 0, 0, 1, 0], dtype=np.float64)
+    f, cx, cy = pinhole(width, height, vfov)
+    k = np.array([f, 0, cx, 0, f, cy, 0, 0, 1], dtype=np.float64)
+    p = np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], dtype=np.float64)
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return T["sensor_msgs/msg/CameraInfo"](
         header=_header(stamp_ns, CAMERA_FRAME), height=height, width=width, distortion_model="plumb_bob",
@@ -76,11 +78,8 @@ def twist_stamped_msg(command: np.ndarray, stamp_ns: int) -> Any:
 def odometry_msg(position: np.ndarray, rotation: np.ndarray, velocity: np.ndarray, rates: np.ndarray,
                  stamp_ns: int) -> Any:
     """Pose in the world (odom) frame, twist in the body frame, as nav_msgs/Odometry defines."""
-    w = math.sqrt(max(0.0, 1.0 + rotation[0, 0] + rotation[1, 1] + rotation[2, 2])) / 2
-    w = max(w, 1e-9)
-    quat = T["geometry_msgs/msg/Quaternion"](x=(rotation[2, 1] - rotation[1, 2]) / (4 * w),
-                                             y=(rotation[0, 2] - rotation[2, 0]) / (4 * w),
-                                             z=(rotation[1, 0] - rotation[0, 1]) / (4 * w), w=w)
+    x, y, z, w = quaternion(rotation)
+    quat = T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
     pose = T["geometry_msgs/msg/PoseWithCovariance"](
         pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](
             x=float(position[0]), y=float(position[1]), z=float(position[2])), orientation=quat),

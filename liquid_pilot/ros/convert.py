@@ -5,12 +5,13 @@ raises ``BadInput`` with a ``kind`` (for logging each kind of fault once) and a 
 """
 from __future__ import annotations
 
-import math
 
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+
+from liquid_pilot.sim.camera import pinhole
 
 # Encoding -> (channels, conversion to RGB or None when already RGB).
 ENCODINGS = {
@@ -84,30 +85,10 @@ def rgb_to_image(rgb: np.ndarray, stamp: TimeMsg, frame_id: str) -> Image:
 
 def camera_info(width: int, height: int, vfov: float, stamp: TimeMsg, frame_id: str) -> CameraInfo:
     """Describe a pinhole camera with square pixels and no distortion from its vertical field of view (rad)."""
-    f = (height / 2) / math.tan(vfov / 2)
-    cx, cy = (width - 1) / 2, (height - 1) / 2  # pixel centres at whole coordinates (OpenCV, ROS)
+    f, cx, cy = pinhole(width, height, vfov)
     msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
     msg.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
-
-
-def quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method, stable for every rotation)."""
-    m = rotation
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
-    return tuple(float(v) for v in q)

@@ -30,7 +30,8 @@ from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from liquid_pilot.ros.convert import camera_info, quaternion, rgb_to_image, time_msg
+from liquid_pilot.ros.convert import camera_info, rgb_to_image, time_msg
+from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
 from liquid_pilot.sim.config import load_scenario
