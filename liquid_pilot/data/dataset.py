@@ -62,7 +62,7 @@ def load_flight(bag: Path, topics: TopicConfig, size: tuple[int, int] | None, ca
             cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
     flight = read_flight(bag, topics, size)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: trainings may share the cache
     np.savez(tmp, images=flight.images, commands=flight.commands, imu=flight.imu, dt=flight.dt,
              segments=flight.segments, meta=json.dumps({"metadata": flight.metadata, "report": flight.report}))
     tmp.replace(cached)
