@@ -12,7 +12,7 @@ missed control ticks.
 The baseline is an echo node in place of pilot_node (same executor, topics and watchdog
 timer, no image decoding and no network): the floor that rclpy, DDS and this machine set.
 
-    python bench/bench_ros.py [--quick] [--runtime torch|onnx]
+    python bench/bench_ros.py [--quick] [--runtime onnx|torch]
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, Imu
@@ -39,8 +38,8 @@ from std_srvs.srv import SetBool
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros.convert import stamp_ns, time_msg
-from liquid_pilot.ros.runtime import PilotRuntime
-from liquid_pilot.ros.spin import run as run_nodes
+from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime
+from liquid_pilot.ros.spin import run as run_nodes, single_thread_executor
 
 CAMERA_HZ = 30.0
 CONTROL_RATE = 50.0
@@ -130,7 +129,7 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
     node.create_subscription(TwistStamped, "cmd_vel",
                              lambda m: received.append((time.time_ns(), stamp_ns(m.header.stamp))),
                              QoSProfile(depth=100))
-    executor = SingleThreadedExecutor()
+    executor = single_thread_executor()  # the listener as light as the node under test
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -166,7 +165,7 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 s per measurement instead of 60 s")
-    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="pilot_node's runtime")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME, help="pilot_node's runtime")
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the baseline's process
     args = parser.parse_args()
     if args.echo:

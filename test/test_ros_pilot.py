@@ -134,7 +134,7 @@ def images(n: int, size: int = 64) -> list[np.ndarray]:
 
 def expected(model: Path, frames: list[np.ndarray], dts: list[float]) -> list[np.ndarray]:
     """What the network says for these frames from a fresh state, computed without ROS."""
-    runtime = PilotRuntime.from_file(model)
+    runtime = PilotRuntime.from_file(model)  # the node's default runtime
     return [runtime.step(f, IMU, dt) for f, dt in zip(frames, dts)]
 
 
@@ -266,6 +266,9 @@ def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> Non
 def test_disable_service_publishes_zero(flying: Harness) -> None:
     assert flying.command_for(flying.send_frame(images(1)[0])) != [0.0] * 4
     flying.enable(False)
+    # Watchdog repeats of the last command, published just before the service answered, may still
+    # be on their way: count from the first zero.
+    assert wait_for(lambda: flying.last() == [0.0] * 4)
     since = len(flying.commands)
     flying.send_frame(images(1)[0], flown=False)
     assert wait_for(lambda: len(flying.commands) >= since + 3)

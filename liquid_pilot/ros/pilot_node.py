@@ -26,13 +26,13 @@ from std_srvs.srv import SetBool, Trigger
 
 from liquid_pilot.ros.convert import BadInput, compressed_to_rgb, image_to_rgb, imu_to_array, stamp_ns, time_msg
 from liquid_pilot.ros.params import Param, declare_parameters
-from liquid_pilot.ros.runtime import RUNTIMES, PilotRuntime, default_model
+from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime, default_model
 from liquid_pilot.ros.spin import run
 
 PARAMETERS = (
     Param("model", "", "pilot checkpoint (.pt); empty: the shipped pilot, share/liquid_pilot/models/cfc_ncp.pt"),
-    Param("runtime", "torch", "network runtime: eager PyTorch, or onnxruntime on an export made at start-up",
-          choices=RUNTIMES),
+    Param("runtime", DEFAULT_RUNTIME, "network runtime: onnxruntime on an export made at start-up (faster), or "
+          "eager PyTorch", choices=RUNTIMES),
     Param("control_rate", 50.0, "Hz: the watchdog republishes the latest command (or zero) this often",
           low=1.0, high=500.0),
     Param("camera_timeout", 0.2, "s without a usable camera frame before hovering and resetting the network "
