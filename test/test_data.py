@@ -162,8 +162,8 @@ def test_frames_without_a_recent_command_are_reported_not_used(tmp_path: Path) -
 @pytest.mark.parametrize("problem,message", [
     ("missing_topic", "no command topic '/cmd_vel'; the bag has: /camera/image_raw"),
     ("wrong_type", "image topic '/camera/image_raw' has type geometry_msgs/msg/TwistStamped"),
-    ("encoding", "image encoding '16UC1' is not supported; supported: rgb8, bgr8, mono8"),
-    ("size", "does not match 64x48 rgb8"),
+    ("encoding", "image encoding '16UC1' is not supported; use one of rgb8, bgr8, mono8"),
+    ("size", "do not make a 64x48 rgb8 image"),
     ("truncated", "truncated or corrupted"),
     ("no_metadata", "not a rosbag2 bag"),
     ("no_usable", "no usable frames"),

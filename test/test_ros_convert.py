@@ -9,8 +9,8 @@ import pytest
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
-from liquid_pilot.ros.convert import BadInput, camera_info, compressed_to_rgb, image_to_rgb, imu_to_array, stamp_ns, \
-    time_msg
+from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
+from liquid_pilot.ros.convert import camera_info, imu_to_array, stamp_ns, time_msg
 from liquid_pilot.sim.quadrotor import quaternion
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
@@ -32,7 +32,7 @@ def image(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
 ])
 @pytest.mark.parametrize("pad", [0, 3])  # rows may be padded beyond width x channels
 def test_supported_encodings_become_rgb(encoding: str, pixels: np.ndarray, want: np.ndarray, pad: int) -> None:
-    rgb = image_to_rgb(image(np.ascontiguousarray(pixels), encoding, pad))
+    rgb = raw_to_rgb(image(np.ascontiguousarray(pixels), encoding, pad))
     assert rgb.dtype == np.uint8 and rgb.flags.writeable
     np.testing.assert_array_equal(rgb, want)
 
@@ -48,7 +48,7 @@ def test_supported_encodings_become_rgb(encoding: str, pixels: np.ndarray, want:
 ])
 def test_malformed_images_are_refused_with_a_reason(msg: Image, kind: str) -> None:
     with pytest.raises(BadInput) as refused:
-        image_to_rgb(msg)
+        raw_to_rgb(msg)
     assert refused.value.kind == kind and str(refused.value)
 
 

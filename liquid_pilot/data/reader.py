@@ -1,6 +1,6 @@
 """Reading flights from rosbag2 bags (MCAP or sqlite3), from our simulator or a real drone.
 
-Images: sensor_msgs/Image (rgb8, bgr8, mono8) or sensor_msgs/CompressedImage (jpeg, png).
+Images: sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or sensor_msgs/CompressedImage (jpeg, png).
 Commands: geometry_msgs/Twist or TwistStamped. IMU: sensor_msgs/Imu (optional).
 Each frame gets the latest command and IMU sample stamped no later than the frame plus a
 tolerance, and no older than a maximum age; frames without them are reported, not hidden.
@@ -18,11 +18,11 @@ import yaml
 from rosbags.rosbag2 import Reader
 
 from liquid_pilot.data.bags import TYPESTORE
+from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "geometry_msgs/msg/Twist")
 IMU_TYPE = "sensor_msgs/msg/Imu"
-ENCODINGS = ("rgb8", "bgr8", "mono8")
 
 
 class BagError(ValueError):
@@ -76,22 +76,10 @@ def _stamp(msg: Any, bag_time: int) -> int:
 
 
 def _decode(msg: Any, msgtype: str, bag: Path) -> np.ndarray:
-    if msgtype.endswith("CompressedImage"):
-        image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BagError(bag, f"a compressed image (format {msg.format!r}) does not decode; jpeg and png are read")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if msg.encoding not in ENCODINGS:
-        raise BagError(bag, f"image encoding {msg.encoding!r} is not supported; supported: {', '.join(ENCODINGS)}")
-    channels = 1 if msg.encoding == "mono8" else 3
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if msg.step < msg.width * channels or data.size != msg.step * msg.height:
-        raise BagError(bag, f"an image's data ({data.size} bytes) does not match {msg.width}x{msg.height} "
-                            f"{msg.encoding} with step {msg.step}")
-    image = data.reshape(msg.height, msg.step)[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-    if channels == 1:
-        return np.repeat(image, 3, axis=2)
-    return image[:, :, ::-1] if msg.encoding == "bgr8" else image
+    try:
+        return compressed_to_rgb(msg) if msgtype.endswith("CompressedImage") else raw_to_rgb(msg)
+    except BadInput as bad:
+        raise BagError(bag, str(bad)) from None
 
 
 def _command(msg: Any) -> list[float]:

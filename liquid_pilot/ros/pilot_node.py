@@ -24,7 +24,8 @@ from sensor_msgs.msg import CompressedImage, Image, Imu
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
 
-from liquid_pilot.ros.convert import BadInput, compressed_to_rgb, image_to_rgb, imu_to_array, stamp_ns, time_msg
+from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
+from liquid_pilot.ros.convert import imu_to_array, stamp_ns, time_msg
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime, default_model
 from liquid_pilot.ros.spin import run
@@ -198,7 +199,7 @@ class PilotNode(Node):
 
     # Input checks: each raises BadInput naming the fault.
     def _decode(self, msg: Image | CompressedImage) -> np.ndarray:
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else raw_to_rgb(msg)
         height, width = self.runtime.image_size
         if rgb.shape[:2] != (height, width):
             if not self.params["resize_images"]:
