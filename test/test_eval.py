@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from liquid_pilot.eval.evaluate import evaluate, resolve_conditions, summarise, wilson
+from liquid_pilot.eval.evaluate import evaluate, ood_mean, resolve_conditions, summarise, wilson
 from liquid_pilot.eval.report import write_report
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
@@ -50,9 +50,22 @@ def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path
     assert summary["expert"]["forest_summer"]["success_rate"] == 1.0
     write_report(summary, ["forest_summer", "blur"], out)
     report = (out / "report.md").read_text()
-    assert "| forest_summer | 100% [34–100] |" in report and "mean out of distribution" in report
+    assert "| forest_summer | 100% [34–100] |" in report
+    expert_ood = summary["expert"]["blur"]["successes"]
+    assert ood_mean(summary["expert"]) == {"episodes": 2, "successes": expert_ood, "success_rate": expert_ood / 2,
+                                           "ci95": list(wilson(expert_ood, 2))}
+    assert f"| **mean out of distribution** | **{50 * expert_ood:.0f}% [" in report
     assert json.loads((out / "report.json").read_text())["summary"]["untrained"]["blur"]["episodes"] == 2
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_out_of_distribution_mean_pools_every_condition_but_the_training_one() -> None:
+    by_condition = {"forest_summer": {"episodes": 10, "successes": 10}, "blur": {"episodes": 10, "successes": 3},
+                    "wind": {"episodes": 10, "successes": 9}}
+    pooled = ood_mean(by_condition)
+    assert pooled["success_rate"] == pytest.approx(0.6) and pooled["episodes"] == 20
+    assert pooled["ci95"] == pytest.approx(list(wilson(12, 20))) and pooled["ci95"][0] < 0.6 < pooled["ci95"][1]
+    assert ood_mean({"forest_summer": {"episodes": 10, "successes": 10}}) is None
 
 
 def test_eval_command_rejects_a_missing_model(tmp_path: Path) -> None:

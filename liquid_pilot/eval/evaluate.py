@@ -153,13 +153,22 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                 if not r["success"]:
                     reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
             summary.setdefault(model, {})[condition] = {
-                "episodes": len(rows), "success_rate": len(wins) / len(rows), "ci95": [low, high],
+                "episodes": len(rows), "successes": len(wins), "success_rate": len(wins) / len(rows),
+                "ci95": [low, high],
                 "time_to_target": float(np.mean([r["time_to_target"] for r in wins])) if wins else None,
                 "final_distance": float(np.mean([r["final_distance"] for r in rows])),
                 "jerk": float(np.mean([r["jerk"] for r in rows])), "failures": reasons}
     return summary
 
 
-def ood_mean(by_condition: dict[str, dict[str, Any]]) -> float | None:
-    rates = [v["success_rate"] for c, v in by_condition.items() if c != IN_DISTRIBUTION]
-    return float(np.mean(rates)) if rates else None
+def ood_mean(by_condition: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Success over all out-of-distribution episodes, with its Wilson interval.
+
+    Every condition flies the same number of episodes, so this is also the mean of the
+    conditions' rates.
+    """
+    rows = [v for c, v in by_condition.items() if c != IN_DISTRIBUTION]
+    if not rows:
+        return None
+    wins, n = sum(v["successes"] for v in rows), sum(v["episodes"] for v in rows)
+    return {"episodes": n, "successes": wins, "success_rate": wins / n, "ci95": list(wilson(wins, n))}

@@ -28,8 +28,7 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str
     for condition in conditions:
         lines.append(f"| {condition} | " + " | ".join(_cell(summary[m].get(condition)) for m in models) + " |")
     means = [ood_mean(summary[m]) for m in models]
-    lines.append("| **mean out of distribution** | "
-                 + " | ".join("–" if v is None else f"**{100 * v:.0f}%**" for v in means) + " |")
+    lines.append("| **mean out of distribution** | " + " | ".join(f"**{_cell(v)}**" for v in means) + " |")
     lines += ["", "Mean time to target (successful episodes, s) / final distance (m) / command jerk:", "",
               "| condition | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for condition in conditions:
@@ -75,5 +74,7 @@ def heat_map(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str
 def write_report(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], out: Path,
                  title: str = "", note: str = "") -> None:
     (out / "report.md").write_text(markdown(summary, conditions, title, note))
-    (out / "report.json").write_text(json.dumps({"conditions": conditions, "summary": summary}, indent=1))
+    ood = {model: ood_mean(by_condition) for model, by_condition in summary.items()}
+    (out / "report.json").write_text(json.dumps({"conditions": conditions, "summary": summary, "ood_mean": ood},
+                                                indent=1))
     heat_map(summary, conditions, out / "heatmap.png")
