@@ -45,6 +45,8 @@ def _info(args: argparse.Namespace) -> None:
     if args.model is not None:
         provenance = read_checkpoint(args.model)["provenance"]
         for key, value in sorted(provenance.items()):
+            if isinstance(value, list) and len(value) > 4:  # the training bags: a hundred paths say little
+                value = f"{len(value)} items: {value[0]}, {value[1]}, ..., {value[-1]}"
             print(f"provenance.{key}: {value}")
 
 

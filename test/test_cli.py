@@ -26,10 +26,12 @@ def test_info_on_a_fresh_default_pilot() -> None:
 
 
 def test_info_on_a_checkpoint_shows_its_provenance(tmp_path: Path) -> None:
-    save_pilot(Pilot(PilotConfig(head="ltc_ncp")), tmp_path / "p.pt", {"trained_on": "summer forest"})
+    bags = [f"bags/flight_{k}" for k in range(100)]
+    save_pilot(Pilot(PilotConfig(head="ltc_ncp")), tmp_path / "p.pt", {"trained_on": "summer forest", "data": bags})
     result = run("info", str(tmp_path / "p.pt"))
     assert result.returncode == 0, result.stderr
     assert "head: ltc_ncp" in result.stdout and "provenance.trained_on: summer forest" in result.stdout
+    assert "provenance.data: 100 items: bags/flight_0, bags/flight_1, ..., bags/flight_99\n" in result.stdout
 
 
 def test_bad_model_file_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
