@@ -131,7 +131,13 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
                              QoSProfile(depth=100))
     executor = single_thread_executor()  # the listener as light as the node under test
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:  # stopped by a flag: the events executor does not leave spin() on shutdown from another thread
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     try:
         wait_for(lambda: images.get_subscription_count() and imu.get_subscription_count() and received, 60)
@@ -156,6 +162,8 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
                 sent.append(stamp)
         time.sleep(0.5)  # the last commands' flight time
     finally:
+        stop.set()
+        spinner.join()
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()
