@@ -13,7 +13,7 @@ from rclpy.signals import SignalHandlerOptions
 
 
 def single_thread_executor() -> Executor:
-    """The executor for one node: rclpy's events executor where this rclpy has it.
+    """Make the executor for one node: rclpy's events executor where this rclpy has it.
 
     It dispatches each message as it arrives instead of rebuilding a wait set per callback,
     which halves the frame-to-command latency (bench/bench_ros.py). A single thread either
