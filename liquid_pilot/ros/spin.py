@@ -16,7 +16,7 @@ def single_thread_executor() -> Executor:
     """Make the executor for one node: rclpy's events executor where this rclpy has it.
 
     It dispatches each message as it arrives instead of rebuilding a wait set per callback,
-    which halves the frame-to-command latency (bench/bench_ros.py). A single thread either
+    which cut rclpy's share of the latency by about a third (bench/bench_ros.py). A single thread either
     way: rclpy's thread pool costs more than it gains for these short callbacks.
     """
     try:
