@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import torch
 
 from liquid_pilot.eval.evaluate import wilson
 from liquid_pilot.nn.checkpoint import load_pilot
@@ -37,7 +36,6 @@ def demo(model: Path, out: Path, episodes: int = 3, conditions: list[str] | None
     out.mkdir(parents=True, exist_ok=True)
     pilot = load_pilot(model)
     policy = PilotPolicy(pilot)
-    torch.set_num_threads(1)
     started = time.perf_counter()
     outcomes: dict[str, list[bool]] = {}
     frames: list[np.ndarray] = []

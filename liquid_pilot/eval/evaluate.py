@@ -52,12 +52,8 @@ def make_policy(model: str) -> Any:
     """Make the expert, or a trained pilot checkpoint, into a policy."""
     if model == EXPERT:
         return ExpertPolicy()
-    import torch
-
     from liquid_pilot.sim.pilots import PilotPolicy
 
-    # One sample per step: extra threads only add overhead, and workers would fight over the cores.
-    torch.set_num_threads(1)
     return PilotPolicy.from_file(model)
 
 

@@ -13,6 +13,8 @@ from liquid_pilot.sim.world import Observation, Simulator
 
 class PilotPolicy:
     def __init__(self, pilot: Pilot):
+        # One sample per step: more threads only add overhead, and parallel workers would fight over the cores.
+        torch.set_num_threads(1)
         self.pilot = pilot.eval()
         self.state: torch.Tensor | None = None
 
