@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,6 +194,24 @@ def test_commands_are_clamped_to_the_limits(flying: Harness) -> None:
         flying.pilot.set_parameters([Parameter("max_speed_xy", value=1.0), Parameter("max_speed_z", value=0.5),
                                      Parameter("max_yaw_rate", value=1.0)])
     assert not flying.pilot.set_parameters([Parameter("max_speed_z", value=-1.0)])[0].successful
+
+
+def test_an_imu_sample_stored_while_a_frame_waits_is_not_stale(flying: Harness) -> None:
+    """Composed in a multi-threaded executor, an IMU sample may be stored while a frame's callback
+    waits for the node's lock; that frame must fly on it, not refuse it as newer than itself."""
+    pilot, image = flying.pilot, images(1)[0]
+    flying.send_imu()
+    assert wait_for(lambda: pilot._imu is not None)
+    msg = Image(height=64, width=64, encoding="rgb8", step=192, data=image.tobytes())
+    with long_timeouts(flying):  # the frame is a little old by the time it flies
+        with pilot._lock:
+            msg.header.stamp = time_msg(flying.now())
+            waiting = threading.Thread(target=pilot._on_image, args=(msg,))
+            waiting.start()
+            time.sleep(0.2)  # the frame's callback is now blocked on the lock
+            pilot._last_imu_rx = pilot._now()  # what a concurrent IMU callback stores
+        waiting.join(10)
+        assert wait_for(lambda: flying.command_for(stamp_ns(msg.header.stamp)) is not None)
 
 
 def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(flying: Harness, model: Path) -> None:

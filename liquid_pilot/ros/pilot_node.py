@@ -12,6 +12,7 @@ Topics: ``camera/image_raw`` (sensor_msgs/Image, or ``camera/image_raw/compresse
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import cv2
@@ -54,7 +55,8 @@ PARAMETERS = (
     Param("start_enabled", False, "fly from start-up without ~/enable: for simulation only"),
 )
 
-ZERO = np.zeros(4)
+Command = tuple[float, float, float, float]  # vx, vy, vz (m/s), yaw rate (rad/s), body FLU
+ZERO: Command = (0.0, 0.0, 0.0, 0.0)
 NEWEST = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Faults a good frame clears (IMU faults clear when a good IMU sample arrives).
 FRAME_FAULTS = ("encoding", "empty", "size", "decode", "image_size", "stamp", "camera_stale")
@@ -84,10 +86,15 @@ class PilotNode(Node):
         # Commands are reliable (a lost command is not silently dropped). Sensors are best effort,
         # which matches both best-effort and reliable publishers, keeping only the newest message:
         # a pilot that falls behind flies on the latest frame instead of working through old ones.
+        # One message, refilled and published under the lock: building one per command costs more
+        # than the rest of the publishing path.
         if p["command_type"] == "twist_stamped":
-            self._cmd_pub = self.create_publisher(TwistStamped, "cmd_vel", QoSProfile(depth=10))
+            self._cmd_msg = TwistStamped()
+            self._cmd_msg.header.frame_id = p["frame_id"]
+            self._twist = self._cmd_msg.twist
         else:
-            self._cmd_pub = self.create_publisher(Twist, "cmd_vel", QoSProfile(depth=10))
+            self._cmd_msg = self._twist = Twist()
+        self._cmd_pub = self.create_publisher(type(self._cmd_msg), "cmd_vel", QoSProfile(depth=10))
         self._neurons_pub = self.create_publisher(Float32MultiArray, "~/neurons", QoSProfile(depth=10))
         # Its own group, so a high-rate IMU is not starved while the network steps; created
         # first, so that an IMU sample and a frame arriving together are taken in that order.
@@ -112,16 +119,16 @@ class PilotNode(Node):
 
     # Public controls: the services call these, and so may code composing the node in a process.
     def set_enabled(self, enabled: bool) -> None:
-        now = self._now()
         with self._lock:
+            now = self._now()
             self._enabled = enabled
             self._reset_network()
             # A grace period of one timeout before missing input counts as stale.
             self._last_frame_rx = self._last_imu_rx = now
             self._command, self._command_stamp = ZERO, now
             self._faults.clear()
+            self._publish(ZERO, now)
         self.get_logger().info("enabled: flying on the network" if enabled else "disabled: publishing zero")
-        self._publish(ZERO, now)
 
     def reset_network(self) -> None:
         with self._lock:
@@ -140,7 +147,6 @@ class PilotNode(Node):
         return response
 
     def _on_imu(self, msg: Imu) -> None:
-        now = self._now()
         try:
             imu = imu_to_array(msg)
         except BadInput as bad:
@@ -149,13 +155,15 @@ class PilotNode(Node):
                 self._fault(bad.kind, str(bad))
             return
         with self._lock:
-            self._imu, self._last_imu_rx = imu, now
+            self._imu, self._last_imu_rx = imu, self._now()
             self._clear("imu_invalid")
             self._clear("imu_stale")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        now = self._now()
         with self._lock:
+            # Clock read under the lock: a sample stored by a concurrent IMU callback must never
+            # look newer than this frame, or a fresh IMU would count as stale.
+            now = self._now()
             if not self._enabled:
                 return
             try:
@@ -169,12 +177,12 @@ class PilotNode(Node):
                 return
             for kind in FRAME_FAULTS:
                 self._clear(kind)
-            command = self.runtime.step(rgb, imu, dt)
-            if np.all(np.isfinite(command)):
+            output = self.runtime.step(rgb, imu, dt)
+            if np.all(np.isfinite(output)):
                 self._clear("output")
-                command = self._clamp(command)
+                command = self._clamp(output)
             else:
-                self._fault("output", f"the network produced {command.tolist()}: hovering, network reset")
+                self._fault("output", f"the network produced {output.tolist()}: hovering, network reset")
                 self._reset_network()
                 command = ZERO
             self._prev_frame_ns, self._last_frame_rx = frame_ns, now
@@ -184,8 +192,8 @@ class PilotNode(Node):
                 self._publish_neurons(self.runtime.state[0])
 
     def _watchdog(self) -> None:
-        now = self._now()
         with self._lock:
+            now = self._now()
             if self._enabled:
                 try:
                     self._check_fresh(now)
@@ -195,7 +203,7 @@ class PilotNode(Node):
                     self._fault(bad.kind, str(bad))
                     self._command, self._command_stamp = ZERO, now
             command, stamp = (self._command, self._command_stamp) if self._enabled else (ZERO, now)
-        self._publish(command, stamp)
+            self._publish(command, stamp)
 
     # Input checks: each raises BadInput naming the fault.
     def _decode(self, msg: Image | CompressedImage) -> np.ndarray:
@@ -251,15 +259,14 @@ class PilotNode(Node):
         self.runtime.reset()
         self._prev_frame_ns = None
 
-    def _clamp(self, command: np.ndarray) -> np.ndarray:
+    def _clamp(self, output: np.ndarray) -> Command:
         p = self.params
-        command = command.copy()
-        speed = float(np.hypot(command[0], command[1]))
-        if speed > p["max_speed_xy"]:
-            command[:2] *= p["max_speed_xy"] / speed
-        command[2] = np.clip(command[2], -p["max_speed_z"], p["max_speed_z"])
-        command[3] = np.clip(command[3], -p["max_yaw_rate"], p["max_yaw_rate"])
-        return command
+        vx, vy, vz, yaw_rate = (float(v) for v in output)  # plain floats: numpy scalars are slower here
+        speed, limit = math.hypot(vx, vy), p["max_speed_xy"]
+        if speed > limit:
+            vx, vy = vx * limit / speed, vy * limit / speed
+        return (vx, vy, min(max(vz, -p["max_speed_z"]), p["max_speed_z"]),
+                min(max(yaw_rate, -p["max_yaw_rate"]), p["max_yaw_rate"]))
 
     def _fault(self, kind: str, message: str) -> None:
         """Log a fault once, when it starts; it stays quiet until cleared."""
@@ -283,17 +290,13 @@ class PilotNode(Node):
     def _now(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _publish(self, command: np.ndarray, stamp: int) -> None:
-        twist = Twist()
-        twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z = (float(v) for v in command)
-        if self.params["command_type"] == "twist":
-            self._cmd_pub.publish(twist)
-            return
-        msg = TwistStamped(twist=twist)
-        # The stamp is that of the camera frame the command came from (repeats keep it), so the
-        # command's age is visible downstream; zero commands carry the current time.
-        msg.header.stamp, msg.header.frame_id = time_msg(stamp), self.params["frame_id"]
-        self._cmd_pub.publish(msg)
+    def _publish(self, command: Command, stamp: int) -> None:
+        self._twist.linear.x, self._twist.linear.y, self._twist.linear.z, self._twist.angular.z = command
+        if self._cmd_msg is not self._twist:
+            # The stamp is that of the camera frame the command came from (repeats keep it), so the
+            # command's age is visible downstream; zero commands carry the current time.
+            self._cmd_msg.header.stamp = time_msg(stamp)
+        self._cmd_pub.publish(self._cmd_msg)
 
     def _publish_neurons(self, state: np.ndarray) -> None:
         msg = Float32MultiArray(data=state.astype(np.float32).tolist())
