@@ -103,7 +103,7 @@ def test_played_back_bytes_are_the_recorded_bytes_and_the_published_messages(ros
     # the player may publish late, and the first messages may arrive together while discovery completes.
     recorded_span = (recorded["/rt/chatter"][-1][0] - recorded["/rt/chatter"][3][0]) / 1e9
     played_span = played["/rt/chatter"][-1][0] - played["/rt/chatter"][3][0]
-    assert 0.7 * recorded_span / 2 <= played_span <= 0.9 * recorded_span
+    assert 0.7 * recorded_span / 2 <= played_span <= 0.9 * recorded_span, (recorded_span, played_span)
     ticks = [stamp_ns(c.clock) for c in clock]
     first = min(stamp for messages in recorded.values() for stamp, _ in messages)
     assert ticks == sorted(ticks) and ticks[0] >= first and len(ticks) > 10

@@ -86,7 +86,10 @@ def test_the_expert_reaches_the_target_and_the_sensor_messages_follow_the_conven
     assert end["reason"] == "reached" and end["success"] and end["seed"] == 0
     got = listener.got
     assert wait_for(lambda: len(got["camera/image_raw"]) > 10)
-    image, info = got["camera/image_raw"][-1], got["camera/camera_info"][-1]
+    # Each frame's camera info carries its header. Paired by stamp: unthrottled, either may be dropped.
+    infos = {stamp_ns(m.header.stamp): m for m in got["camera/camera_info"]}
+    image = next(m for m in reversed(got["camera/image_raw"]) if stamp_ns(m.header.stamp) in infos)
+    info = infos[stamp_ns(image.header.stamp)]
     assert (image.width, image.height, image.encoding, image.step) == (64, 64, "rgb8", 192)
     assert len(image.data) == 64 * 64 * 3
     assert image.header == info.header and image.header.frame_id == "camera_optical_frame"
