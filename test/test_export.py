@@ -1,4 +1,6 @@
 """Exported single steps (onnxruntime, TorchScript) fly like the eager pilot."""
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,10 @@ def _rollout(pilot: Pilot, step: callable) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("head", ["cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff"])
-def test_onnx_matches_eager_over_a_rollout(head: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [None, 2])  # dynamic, and fixed as the flight runtime's (there 1)
+def test_onnx_matches_eager_over_a_rollout(head: str, batch: int | None, tmp_path: Path) -> None:
     pilot = Pilot(PilotConfig(head=head), seed=1).eval()
-    export_onnx(pilot, tmp_path / "p.onnx")
+    export_onnx(pilot, tmp_path / "p.onnx", batch=batch)
     runner = OnnxPilot(tmp_path / "p.onnx")
     assert runner.state_size == pilot.state_size
 

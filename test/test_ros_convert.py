@@ -65,9 +65,10 @@ def test_imu_is_gyro_then_accelerometer_and_nan_is_refused() -> None:
     msg = Imu()
     msg.angular_velocity.x, msg.linear_acceleration.z = 0.5, 9.81
     np.testing.assert_allclose(imu_to_array(msg), [0.5, 0, 0, 0, 0, 9.81], rtol=1e-6)
-    msg.linear_acceleration.y = math.inf
-    with pytest.raises(BadInput, match="not finite"):
-        imu_to_array(msg)
+    for bad in (math.inf, -math.inf, math.nan, 1e39):  # 1e39 would become infinity in float32
+        msg.linear_acceleration.y = bad
+        with pytest.raises(BadInput, match="not finite"):
+            imu_to_array(msg)
 
 
 def test_stamps_round_trip() -> None:

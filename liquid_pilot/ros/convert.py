@@ -13,14 +13,18 @@ from sensor_msgs.msg import CameraInfo, Image, Imu
 from liquid_pilot.data.images import BadInput
 from liquid_pilot.sim.camera import pinhole
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def imu_to_array(msg: Imu) -> np.ndarray:
     """[gyro xyz rad/s, accel xyz m/s^2] as float32, or raise BadInput on NaN or infinity."""
     w, a = msg.angular_velocity, msg.linear_acceleration
-    values = np.array([w.x, w.y, w.z, a.x, a.y, a.z], dtype=np.float32)
-    if not np.all(np.isfinite(values)):
-        raise BadInput("imu_invalid", f"IMU sample is not finite: {values.tolist()}")
-    return values
+    values = (w.x, w.y, w.z, a.x, a.y, a.z)
+    # On plain floats, a third of the cost of numpy's checks; NaN fails the comparison, and values
+    # beyond float32's range, infinite once converted, are refused too.
+    if not all(abs(v) <= FLOAT32_MAX for v in values):
+        raise BadInput("imu_invalid", f"IMU sample is not finite: {list(values)}")
+    return np.array(values, dtype=np.float32)
 
 
 def stamp_ns(stamp: TimeMsg) -> int:

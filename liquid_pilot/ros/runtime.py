@@ -47,7 +47,7 @@ class PilotRuntime:
             from liquid_pilot.nn.export import OnnxPilot, export_onnx
 
             with tempfile.TemporaryDirectory() as tmp:
-                export_onnx(pilot, Path(tmp) / "pilot.onnx")
+                export_onnx(pilot, Path(tmp) / "pilot.onnx", batch=1)
                 self._onnx = OnnxPilot(Path(tmp) / "pilot.onnx")
         else:
             # One thread: a batch-1 step of this small network gains nothing from more, and
