@@ -3,11 +3,14 @@
 Two processes: pilot_node runs as its own process (``python -m liquid_pilot.ros.pilot_node``)
 with a freshly initialised pilot (the same computation as a trained one); this process is
 the drone, publishing 64x64 rgb8 frames (each after an IMU sample) at 30 Hz and listening to
-cmd_vel. A frame is stamped when it is published and the pilot stamps the command it computes
-from that frame with the frame's stamp, so latency = the command's arrival - the frame's stamp,
-pilot compute and both DDS hops included. The watchdog repeats the latest command at
-control_rate: a repeat that comes more than 1.5 control periods after the previous one means
-missed control ticks.
+cmd_vel. A frame is stamped just before it is published and the pilot stamps the command it
+computes from that frame with the frame's stamp, so latency = the command's arrival at the
+drone's DDS reader (the middleware's receive timestamp) - the frame's stamp: both DDS hops and
+everything pilot_node does included, the benchmark's own Python work around them not. That
+work (building the IMU and image messages before the stamp, the listener's executor after
+the arrival) is reported separately as the round trip to the listener's callback. The watchdog
+repeats the latest command at control_rate: a repeat that comes more than 1.5 control periods
+after the previous one means missed control ticks.
 
 The baseline is an echo node in place of pilot_node (same executor, topics and watchdog
 timer, no image decoding and no network): the floor that rclpy, DDS and this machine set.
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import TwistStamped
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, Imu
@@ -39,7 +43,7 @@ from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros.convert import stamp_ns, time_msg
 from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime
-from liquid_pilot.ros.spin import run as run_nodes, single_thread_executor
+from liquid_pilot.ros.spin import run as run_nodes
 
 CAMERA_HZ = 30.0
 CONTROL_RATE = 50.0
@@ -93,6 +97,10 @@ def compute_time(model: Path, runtime: str, frames: list[np.ndarray]) -> float:
     return float(np.median(times[len(frames):]))
 
 
+def percentiles(ms: np.ndarray) -> tuple[float, float]:
+    return round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3)
+
+
 def measure(command: list[str], frames: list[np.ndarray], duration: float) -> dict[str, float]:
     """Start the node under test, drive it for ``duration`` seconds after a warm-up, and measure."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -104,32 +112,36 @@ def measure(command: list[str], frames: list[np.ndarray], duration: float) -> di
         raise
     process.terminate()
     process.wait(10)
-    first: dict[int, int] = {}
+    first: dict[int, tuple[int, int]] = {}
     repeats = []
-    for arrival, stamp in received:
+    for arrival, callback, stamp in received:
         if stamp in first:
             repeats.append(arrival)
         else:
-            first[stamp] = arrival
-    latencies = np.array([first[s] - s for s in sent if s in first]) / 1e6
+            first[stamp] = arrival, callback
+    answered = [s for s in sent if s in first]
+    p50, p99 = percentiles(np.array([first[s][0] - s for s in answered]) / 1e6)
+    round_trip, _ = percentiles(np.array([first[s][1] - s for s in answered]) / 1e6)
     window = [t for t in repeats if sent[0] <= t <= sent[-1]]
     gaps = np.diff(window) / 1e9 * CONTROL_RATE  # in control periods
-    return {"p50": round(float(np.percentile(latencies, 50)), 3), "p99": round(float(np.percentile(latencies, 99)), 3),
-            "unanswered": len(sent) - len(latencies), "missed": int(sum(round(g) - 1 for g in gaps if g > 1.5)),
-            "ticks": len(window), "frames": len(sent)}
+    return {"p50": p50, "p99": p99, "round_trip": round_trip, "unanswered": len(sent) - len(answered),
+            "missed": int(sum(round(g) - 1 for g in gaps if g > 1.5)), "ticks": len(window), "frames": len(sent)}
 
 
-def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tuple[int, int]]]:
-    """Publish frames at CAMERA_HZ; return the measured frames' stamps and every command's (arrival, stamp)."""
+def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Publish frames at CAMERA_HZ; return the measured frames' stamps and every command's
+    (DDS arrival, callback time, stamp)."""
     rclpy.init()
     node = rclpy.create_node("bench_ros")
     images = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
     imu = node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
-    received: list[tuple[int, int]] = []
-    node.create_subscription(TwistStamped, "cmd_vel",
-                             lambda m: received.append((time.time_ns(), stamp_ns(m.header.stamp))),
-                             QoSProfile(depth=100))
-    executor = single_thread_executor()  # the listener as light as the node under test
+    received: list[tuple[int, int, int]] = []
+    node.create_subscription(
+        TwistStamped, "cmd_vel",
+        lambda m, info: received.append((info["received_timestamp"], time.time_ns(), stamp_ns(m.header.stamp))),
+        QoSProfile(depth=100))
+    # Not the events executor: it fails on callbacks taking MessageInfo (rclpy 9, Kilted).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     stop = threading.Event()
 
@@ -150,13 +162,14 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
         start = time.perf_counter()
         for k in range(int((WARMUP_S + duration) * CAMERA_HZ)):
             time.sleep(max(0.0, start + k * period - time.perf_counter()))
-            stamp = time.time_ns()
             sample = Imu()
-            sample.header.stamp = time_msg(stamp)
+            sample.header.stamp = time_msg(time.time_ns())
             sample.linear_acceleration.z = 9.81
             imu.publish(sample)
             msg = Image(height=64, width=64, encoding="rgb8", step=192, data=frames[k % len(frames)].tobytes())
-            msg.header.stamp, msg.header.frame_id = time_msg(stamp), "camera_optical_frame"
+            msg.header.frame_id = "camera_optical_frame"
+            stamp = time.time_ns()
+            msg.header.stamp = time_msg(stamp)
             images.publish(msg)
             if k >= WARMUP_S * CAMERA_HZ:
                 sent.append(stamp)
@@ -195,6 +208,8 @@ def main() -> None:
     emit("pilot_step_alone", round(step_ms, 3), "ms", runtime=args.runtime, note="network step without ROS")
     emit("ros_latency_p50", ours["p50"], "ms", target=2.0, baseline=base["p50"], **common)
     emit("ros_latency_p99", ours["p99"], "ms", target=10.0, baseline=base["p99"], **common)
+    emit("ros_round_trip_p50", ours["round_trip"], "ms", baseline=base["round_trip"],
+         note="to the listener's Python callback, the benchmark's own executor included", **common)
     emit("ros_frames_without_command", ours["unanswered"], "frames", baseline=base["unanswered"], **common)
     emit("ros_missed_control_ticks", ours["missed"], "ticks", baseline=base["missed"], control_rate=CONTROL_RATE,
          ticks=ours["ticks"], expected_ticks=int(duration * CONTROL_RATE), **common)
