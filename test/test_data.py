@@ -16,7 +16,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from liquid_pilot.data import collect as collect_module
 from liquid_pilot.data.bags import TYPESTORE, image_msg, imu_msg, twist_stamped_msg
 from liquid_pilot.data.collect import CollectInterrupted, collect
-from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, load_flight, load_flights, \
+from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, load_flight, load_flights, \
     split_flights
 from liquid_pilot.data.reader import BagError, TopicConfig, read_flight
 from liquid_pilot.sim.config import load_scenario
@@ -250,6 +250,26 @@ def test_augmentation_is_per_sequence_and_seeded() -> None:
     per_sequence = out.mean(dim=(2, 3, 4))
     assert torch.allclose(per_sequence, per_sequence[:, :1].expand_as(per_sequence))  # same within a sequence
     assert per_sequence[:, 0].std() > 5  # different between sequences
+
+
+def test_imu_augmentation_draws_per_sequence_errors_within_its_ranges() -> None:
+    imu = torch.randn(64, 50, 6, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(0)
+    assert augment_imu(imu, AugmentConfig(), generator) is imu  # off by default ...
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())  # ... drawing nothing
+
+    biased = augment_imu(imu, AugmentConfig(gyro_bias=0.02, accel_bias=0.2), generator) - imu
+    assert torch.allclose(biased, biased[:, :1].expand_as(biased), atol=1e-6)  # constant within a sequence
+    offsets = biased[:, 0]
+    assert offsets[:, :3].abs().max() <= 0.02 and offsets[:, 3:].abs().max() <= 0.2
+    assert offsets[:, 3:].abs().max() > 0.15 and offsets[:, :3].abs().max() > 0.015  # the range is used
+
+    noisy = augment_imu(imu, AugmentConfig(accel_noise=0.5), torch.Generator().manual_seed(0)) - imu
+    assert torch.equal(noisy[..., :3], torch.zeros_like(noisy[..., :3]))  # gyro untouched
+    spread = noisy[..., 3:].std(dim=1)  # per sequence and axis: uniform in [0, 0.5]
+    assert spread.max() < 0.6 and spread.min() < 0.1 and spread.max() > 0.4
+    assert torch.equal(noisy, augment_imu(imu, AugmentConfig(accel_noise=0.5), torch.Generator().manual_seed(0))
+                       - imu)  # seeded
 
 
 def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

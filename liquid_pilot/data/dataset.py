@@ -141,12 +141,18 @@ class SequenceDataset(Dataset):
 
 @dataclass
 class AugmentConfig:
-    """Per-sequence photometric augmentation (the paper's ranges)."""
+    """Per-sequence photometric augmentation (the paper's ranges) and IMU errors (off by default)."""
 
     brightness: float = 0.4  # added, in [0, 1] image units, uniform +-
     contrast: float = 0.4  # multiplier 1 +- this
     saturation: float = 0.4  # multiplier 1 +- this
     noise: float = 0.05  # Gaussian pixel noise std, [0, 1] units
+    # IMU errors per sequence and axis: white noise with a std drawn uniformly up to the *_noise
+    # value, plus a constant bias drawn uniformly within +- the *_bias value.
+    gyro_noise: float = 0.0  # rad/s
+    gyro_bias: float = 0.0  # rad/s
+    accel_noise: float = 0.0  # m/s^2
+    accel_bias: float = 0.0  # m/s^2
 
 
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -164,3 +170,19 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     if config.noise > 0:
         x = x + config.noise * torch.randn(x.shape, generator=generator)
     return x.clamp(0.0, 1.0) * 255.0
+
+
+def augment_imu(imu: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Add per-sequence sensor errors to (B, T, 6) [gyro, accel] samples in SI units.
+
+    With every IMU error at zero it returns ``imu`` and draws nothing, so configurations
+    without IMU augmentation train exactly as before it existed.
+    """
+    noise = torch.tensor([config.gyro_noise] * 3 + [config.accel_noise] * 3)
+    bias = torch.tensor([config.gyro_bias] * 3 + [config.accel_bias] * 3)
+    if not (noise.any() or bias.any()):
+        return imu
+    batch = imu.shape[0]
+    std = noise * torch.rand(batch, 1, 6, generator=generator)
+    offset = bias * (2 * torch.rand(batch, 1, 6, generator=generator) - 1)
+    return imu + offset + std * torch.randn(imu.shape, generator=generator)

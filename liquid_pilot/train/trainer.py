@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from liquid_pilot import __version__
-from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, default_cache_dir, load_flights, \
-    normalisation, split_flights
+from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, default_cache_dir, \
+    load_flights, normalisation, split_flights
 from liquid_pilot.data.reader import BagError, TopicConfig
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
@@ -139,7 +139,9 @@ def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: 
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", file=log, leave=False, unit="batch")
         for batch in bar:
-            loss = _loss(pilot, batch, augment(batch["images"], config.augment, generator))
+            images = augment(batch["images"], config.augment, generator)
+            batch["imu"] = augment_imu(batch["imu"], config.augment, generator)
+            loss = _loss(pilot, batch, images)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(pilot.parameters(), config.grad_clip)
