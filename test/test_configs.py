@@ -1,0 +1,54 @@
+"""config/ holds the exact training configurations: of the shipped pilots, and of the ablation."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liquid_pilot.nn.checkpoint import read_checkpoint
+from liquid_pilot.train.trainer import TrainConfig, load_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {"cfc_ncp": "train.yaml", "ltc_ncp": "train_ltc_ncp.yaml", "cfc": "train_cfc.yaml",
+           "lstm": "train_lstm.yaml", "gru": "train_gru.yaml", "ff": "train_ff.yaml"}
+WIRED = {"cfc_ncp", "ltc_ncp"}  # the only heads that read the NCP wiring settings
+IMU_AUGMENT = {"augment.gyro_noise", "augment.gyro_bias", "augment.accel_noise", "augment.accel_bias"}
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config(name: str) -> dict[str, Any]:
+    return flat(dataclasses.asdict(load_train_config(ROOT / "config" / name)))
+
+
+@pytest.mark.parametrize("head", SHIPPED)
+def test_each_shipped_pilot_was_trained_with_its_config_file(head: str) -> None:
+    used = flat(read_checkpoint(ROOT / "models" / f"{head}.pt")["provenance"]["config"])
+    defaults = flat(dataclasses.asdict(TrainConfig()))
+    ignored = {"threads"}  # speed only; `liquid-pilot train --threads` overrides it
+    if head not in WIRED:
+        ignored |= {"pilot.sparsity", "pilot.wiring_seed", "pilot.strict_wiring"}
+    for key, value in config(SHIPPED[head]).items():
+        if key in ignored:
+            continue
+        # Settings added after a pilot was trained must default to what training did before them.
+        assert used.get(key, defaults[key]) == value, key
+
+
+def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
+    default = config("train.yaml")
+    for head, name in SHIPPED.items():  # the baselines: the head and nothing else
+        assert {k for k, v in config(name).items() if default[k] != v} == ({"pilot.head"} if head != "cfc_ncp"
+                                                                            else set())
+    ablation = config("train_cfc_ncp_imu.yaml")  # the IMU-augmentation ablation: those settings only
+    assert {k for k, v in ablation.items() if default[k] != v} == IMU_AUGMENT
