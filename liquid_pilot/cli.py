@@ -191,7 +191,8 @@ def _bag_info(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from liquid_pilot.train.trainer import load_train_config, train
 
-    overrides = {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads)) if value}
+    overrides = {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads),
+                                               ("seed", args.seed)) if value is not None}
     config = load_train_config(args.config, overrides)
     try:
         summary = train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad)
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the config's number of epochs")
     p.add_argument("--threads", type=int, help="override the config's CPU threads (e.g. 1 per run when "
                    "several trainings share the machine)")
+    p.add_argument("--seed", type=int, help="override the config's seed (initialisation, validation split, "
+                   "batch order, augmentation): for studies across training runs")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state.pt")
     p.add_argument("--skip-bad", action="store_true", help="report and skip unusable bags instead of stopping")
     p.set_defaults(run=_train)

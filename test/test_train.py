@@ -72,6 +72,18 @@ def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
     result = cli("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "p.pt"))
     assert result.returncode == 2 and "nothing: no such bag or folder" in result.stderr
     assert "Traceback" not in result.stderr
+    result = cli("train", "--threads", "0", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "threads and learning_rate must be positive" in result.stderr
+
+
+def test_train_command_overrides_the_seed(bags: Path, tmp_path: Path) -> None:
+    config = tmp_path / "fast.yaml"
+    config.write_text("".join(f"{key}: {value}\n" for key, value in FAST.items()))
+    result = cli("train", "--config", str(config), "--seed", "5", "--epochs", "1", "--data", str(bags),
+                 "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 0, result.stderr
+    used = read_checkpoint(tmp_path / "p.pt")["provenance"]["config"]
+    assert used["seed"] == 5 and used["epochs"] == 1 and used["sequence_length"] == FAST["sequence_length"]
 
 
 def test_shipped_training_config_loads() -> None:

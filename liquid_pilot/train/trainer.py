@@ -71,8 +71,11 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
             value = nested[key](**(value or {}))
         kwargs[key] = value
     config = TrainConfig(**kwargs)
-    if min(config.epochs, config.batch_size, config.sequence_length, config.shift) < 1 or config.learning_rate <= 0:
-        raise ValueError("epochs, batch_size, sequence_length, shift and learning_rate must be positive")
+    if min(config.epochs, config.batch_size, config.sequence_length, config.shift, config.threads) < 1 \
+            or config.learning_rate <= 0:
+        raise ValueError("epochs, batch_size, sequence_length, shift, threads and learning_rate must be positive")
+    if config.seed < 0:
+        raise ValueError(f"seed must be 0 or more (got {config.seed})")
     return config
 
 
