@@ -222,9 +222,10 @@ def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(fl
     assert flying.command_for(stamp) != [0.0] * 4  # the last frame was flown
     assert wait_for(lambda: flying.last() == [0.0] * 4, timeout=2.0)
     # Timed on the pilot's clock (zero commands carry its time), not by when this process hears them;
-    # the slack is for timer callbacks running late on a busy shared CPU.
+    # the slack is for timer callbacks running late on a busy shared CPU (0.39 s late seen once in CI),
+    # and still fails a watchdog that waits for a longer timeout than camera_timeout's.
     zero = next(m for _, m in flying.commands if stamp_ns(m.header.stamp) > stamp and command(m) == [0.0] * 4)
-    assert (stamp_ns(zero.header.stamp) - stamp) / 1e9 <= CAMERA_TIMEOUT + 2 / CONTROL_RATE + 0.25
+    assert (stamp_ns(zero.header.stamp) - stamp) / 1e9 <= CAMERA_TIMEOUT + 2 / CONTROL_RATE + 0.5
     assert wait_for(lambda: flying.warnings("camera_stale"))
     # The next frame starts a new flight: the same command as a fresh network's first step.
     stamp = flying.send_frame(frames[5])
