@@ -145,7 +145,7 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
     executor.add_node(node)
     stop = threading.Event()
 
-    def spin() -> None:  # stopped by a flag: the events executor does not leave spin() on shutdown from another thread
+    def spin() -> None:  # stopped by a flag, so shutting the executor down never races a callback in progress
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
 

@@ -156,9 +156,8 @@ class PilotNode(Node):
             return
         with self._lock:
             self._imu, self._last_imu_rx = imu, self._now()
-            if self._faults:
-                self._clear("imu_invalid")
-                self._clear("imu_stale")
+            self._clear("imu_invalid")
+            self._clear("imu_stale")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         with self._lock:
@@ -176,9 +175,8 @@ class PilotNode(Node):
                 self._command, self._command_stamp = ZERO, now
                 self._publish(ZERO, now)
                 return
-            if self._faults:
-                for kind in FRAME_FAULTS:
-                    self._clear(kind)
+            for kind in FRAME_FAULTS:
+                self._clear(kind)
             output = self.runtime.step(rgb, imu, dt)
             if np.all(np.isfinite(output)):
                 self._clear("output")
