@@ -28,6 +28,7 @@ from liquid_pilot.ros.pilot_node import PilotNode
 from liquid_pilot.ros.runtime import PilotRuntime
 
 CAMERA_TIMEOUT = 0.2
+LONG_TIMEOUT = 1.0  # s: the largest the pilot allows
 CONTROL_RATE = 50.0
 IMU = np.array([0.01, -0.02, 0.03, 0.1, -0.1, 9.81], np.float32)
 
@@ -58,15 +59,19 @@ class Harness:
         self.images = self.node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self.imu = self.node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
         self.commands: list[tuple[float, TwistStamped]] = []
+        self.by_stamp: dict[int, list[float]] = {}  # first command per stamp: polled often, so a cheap lookup
         self.neurons: list[Float32MultiArray] = []
         self.logs: list[Log] = []
-        self.node.create_subscription(TwistStamped, "cmd_vel", lambda m: self.commands.append((time.monotonic(), m)),
-                                      QoSProfile(depth=100))
+        self.node.create_subscription(TwistStamped, "cmd_vel", self._on_command, QoSProfile(depth=100))
         self.node.create_subscription(Float32MultiArray, "pilot_node/neurons", self.neurons.append, 100)
         self.node.create_subscription(Log, "/rosout", self.logs.append,
                                       QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         assert wait_for(lambda: self.images.get_subscription_count() and self.imu.get_subscription_count()
                         and len(self.commands) > 0)
+
+    def _on_command(self, msg: TwistStamped) -> None:
+        self.commands.append((time.monotonic(), msg))
+        self.by_stamp.setdefault(stamp_ns(msg.header.stamp), command(msg))
 
     def enable(self, on: bool = True) -> None:
         assert call(self.node, SetBool, "pilot_node/enable", SetBool.Request(data=on)).success
@@ -103,15 +108,13 @@ class Harness:
             if not flown and wait_for(lambda: any(t > sent and command(m) == [0.0] * 4
                                                   for t, m in self.commands[-5:]), timeout=2.0):
                 return stamp
-        # Intermittent in CI (1 in ~20 runs of the suite): say what the pilot logged, to find out why.
-        raise AssertionError(f"no answer to the frame stamped {stamp}; the pilot's last logs: "
-                             f"{[log.msg for log in self.logs[-5:]]}")
+        recent = sum(t > time.monotonic() - 1.0 for t, _ in self.commands[-100:])
+        raise AssertionError(f"no answer to the frame stamped {stamp} ({(self.now() - stamp) / 1e9:+.3f} s ago); "
+                             f"the pilot's faults: {sorted(self.pilot._faults)}, commands heard in the last "
+                             f"second: {recent}, its last logs: {[log.msg for log in self.logs[-5:]]}")
 
     def command_for(self, stamp: int) -> list[float] | None:
-        for _, msg in self.commands:
-            if msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp:
-                return command(msg)
-        return None
+        return self.by_stamp.get(stamp)
 
     def last(self) -> list[float]:
         return command(self.commands[-1][1])
@@ -142,13 +145,15 @@ def expected(model: Path, frames: list[np.ndarray], dts: list[float]) -> list[np
 
 
 @contextmanager
-def long_timeouts(harness: Harness) -> Iterator[None]:
-    harness.pilot.set_parameters([Parameter("camera_timeout", value=1.0), Parameter("imu_timeout", value=1.0)])
+def timeouts(harness: Harness, seconds: float) -> Iterator[None]:
+    """Camera and IMU timeouts of ``seconds`` (also the largest accepted image age) for a while."""
+    names = ("camera_timeout", "imu_timeout")
+    before = [harness.pilot.get_parameter(name) for name in names]
+    harness.pilot.set_parameters([Parameter(name, value=seconds) for name in names])
     try:
         yield
     finally:
-        harness.pilot.set_parameters([Parameter("camera_timeout", value=CAMERA_TIMEOUT),
-                                      Parameter("imu_timeout", value=0.2)])
+        harness.pilot.set_parameters(before)
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +163,12 @@ def drone(ros: Ros, model: Path) -> Harness:
 
 @pytest.fixture()
 def flying(drone: Harness) -> Harness:
+    """The enabled pilot, with the longest timeouts: frames then fly even if this process stalls for
+    most of a second between stamping and the pilot's callback, as it does at times on the loaded CI
+    machine (0.6 s seen). The tests of the timeouts themselves set them back."""
     drone.enable(True)
-    yield drone
+    with timeouts(drone, LONG_TIMEOUT):
+        yield drone
     drone.enable(False)
 
 
@@ -172,10 +181,10 @@ def test_starts_disabled_and_publishes_zero(drone: Harness) -> None:
 
 def test_each_frame_gives_the_networks_command_with_the_frames_stamp(flying: Harness, model: Path) -> None:
     frames = images(3)
-    with long_timeouts(flying):  # exact stamps a little in the future must stay acceptable on a busy CPU
-        t0 = flying.send_frame(frames[0])
-        t1 = flying.send_frame(frames[1][:, :, ::-1].copy(), stamp=t0 + 62_500_000, encoding="bgr8")  # same RGB
-        t2 = flying.send_frame(frames[2], stamp=t1 + 50_000_000)
+    # Exact stamps, starting half a timeout ahead: acceptable for 1.5 s, however slow this process is.
+    t0 = flying.send_frame(frames[0], stamp=flying.now() + int(LONG_TIMEOUT / 2 * 1e9))
+    t1 = flying.send_frame(frames[1][:, :, ::-1].copy(), stamp=t0 + 62_500_000, encoding="bgr8")  # same RGB
+    t2 = flying.send_frame(frames[2], stamp=t1 + 50_000_000)
     want = expected(model, frames, [0.0, 0.0625, 0.05])
     for stamp, command_ in zip((t0, t1, t2), want):
         np.testing.assert_allclose(flying.command_for(stamp), command_, rtol=1e-6, atol=1e-7)
@@ -205,24 +214,24 @@ def test_an_imu_sample_stored_while_a_frame_waits_is_not_stale(flying: Harness) 
     flying.send_imu()
     assert wait_for(lambda: pilot._imu is not None)
     msg = Image(height=64, width=64, encoding="rgb8", step=192, data=image.tobytes())
-    with long_timeouts(flying):  # the frame is a little old by the time it flies
-        with pilot._lock:
-            msg.header.stamp = time_msg(flying.now())
-            waiting = threading.Thread(target=pilot._on_image, args=(msg,))
-            waiting.start()
-            time.sleep(0.2)  # the frame's callback is now blocked on the lock
-            pilot._last_imu_rx = pilot._now()  # what a concurrent IMU callback stores
-        waiting.join(10)
-        assert wait_for(lambda: flying.command_for(stamp_ns(msg.header.stamp)) is not None)
+    with pilot._lock:
+        msg.header.stamp = time_msg(flying.now())
+        waiting = threading.Thread(target=pilot._on_image, args=(msg,))
+        waiting.start()
+        time.sleep(0.2)  # the frame's callback is now blocked on the lock (the frame is 0.2 s old)
+        pilot._last_imu_rx = pilot._now()  # what a concurrent IMU callback stores
+    waiting.join(10)
+    assert wait_for(lambda: flying.command_for(stamp_ns(msg.header.stamp)) is not None)
 
 
 def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(flying: Harness, model: Path) -> None:
     frames = images(6)
-    for image in frames[:5]:  # about 30 Hz
-        stamp = flying.send_frame(image)
-        time.sleep(1 / 30)
-    assert flying.command_for(stamp) != [0.0] * 4  # the last frame was flown
-    assert wait_for(lambda: flying.last() == [0.0] * 4, timeout=2.0)
+    with timeouts(flying, CAMERA_TIMEOUT):
+        for image in frames[:5]:  # about 30 Hz
+            stamp = flying.send_frame(image)
+            time.sleep(1 / 30)
+        assert flying.command_for(stamp) != [0.0] * 4  # the last frame was flown
+        assert wait_for(lambda: flying.last() == [0.0] * 4, timeout=2.0)
     # Timed on the pilot's clock (zero commands carry its time), not by when this process hears them;
     # the slack is for timer callbacks running late on a busy shared CPU (0.39 s late seen once in CI),
     # and still fails a watchdog that waits for a longer timeout than camera_timeout's.
@@ -277,12 +286,11 @@ def test_malformed_input_hovers_logs_once_and_recovers(flying: Harness, kind: st
 def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> None:
     frames = images(2)
     fresh = expected(model, frames[1:], [0.0])[0]
-    with long_timeouts(flying):  # so that only the service can reset the network here
-        flying.send_frame(frames[0])
-        carried_on = flying.command_for(flying.send_frame(frames[1]))
-        assert np.abs(np.array(carried_on) - fresh).max() > 1e-6  # the state carries over between frames
-        assert call(flying.node, Trigger, "pilot_node/reset", Trigger.Request()).success
-        np.testing.assert_allclose(flying.command_for(flying.send_frame(frames[1])), fresh, rtol=1e-6)
+    flying.send_frame(frames[0])
+    carried_on = flying.command_for(flying.send_frame(frames[1]))
+    assert np.abs(np.array(carried_on) - fresh).max() > 1e-6  # the state carries over between frames
+    assert call(flying.node, Trigger, "pilot_node/reset", Trigger.Request()).success
+    np.testing.assert_allclose(flying.command_for(flying.send_frame(frames[1])), fresh, rtol=1e-6)
 
 
 def test_disable_service_publishes_zero(flying: Harness) -> None:
