@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
-from liquid_pilot.ros.convert import camera_info, imu_to_array, stamp_ns, time_msg
+from liquid_pilot.ros.convert import camera_info, from_cdr, imu_to_array, stamp_ns, time_msg
 from liquid_pilot.sim.quadrotor import quaternion
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
@@ -69,6 +70,25 @@ def test_imu_is_gyro_then_accelerometer_and_nan_is_refused() -> None:
         msg.linear_acceleration.y = bad
         with pytest.raises(BadInput, match="not finite"):
             imu_to_array(msg)
+
+
+@pytest.mark.parametrize("frame_id", ["", "imu", "base_link_7"])  # lengths that shift the fields' alignment
+def test_serialized_messages_decode_as_rclpy_built_them(frame_id: str) -> None:
+    """The pilot decodes its raw subscriptions with from_cdr: what rclpy sent must come out unchanged."""
+    imu = Imu()
+    imu.header.frame_id, imu.header.stamp = frame_id, time_msg(1_795_848_090_260_058_934)
+    w, a = imu.angular_velocity, imu.linear_acceleration
+    w.x, w.y, w.z, a.x, a.y, a.z = 0.1, -0.2, 0.3, 1.5, -2.5, 9.81
+    decoded = from_cdr(serialize_message(imu), "sensor_msgs/msg/Imu", "imu_invalid")
+    np.testing.assert_array_equal(imu_to_array(decoded), imu_to_array(imu))
+    assert stamp_ns(decoded.header.stamp) == 1_795_848_090_260_058_934 and decoded.header.frame_id == frame_id
+    frame = image(RGB, "bgr8", pad=3)
+    frame.header.frame_id = frame_id
+    np.testing.assert_array_equal(raw_to_rgb(from_cdr(serialize_message(frame), "sensor_msgs/msg/Image", "decode")),
+                                  RGB[:, :, ::-1])
+    with pytest.raises(BadInput, match="undecodable sensor_msgs/msg/Image") as refused:
+        from_cdr(serialize_message(frame)[:30], "sensor_msgs/msg/Image", "decode")
+    assert refused.value.kind == "decode"
 
 
 def test_stamps_round_trip() -> None:

@@ -16,6 +16,7 @@ from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image, Imu
 from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -87,10 +88,11 @@ class Harness:
         self.imu.publish(msg)
 
     def send_frame(self, image: np.ndarray, stamp: int | None = None, encoding: str = "rgb8",
-                   data: bytes | None = None, imu: bool = True, flown: bool = True) -> int:
+                   data: bytes | None = None, imu: bool = True, flown: bool = True, cdr: bytes | None = None) -> int:
         """Publish a frame (after an IMU sample) and wait for its answer; return the frame's stamp.
 
         The answer to a frame that is flown carries its stamp; one that is refused is a zero.
+        ``cdr``: serialized bytes to publish in place of the frame.
         """
         channels = image.shape[2] if image.ndim == 3 else 1
         msg = Image(height=image.shape[0], width=image.shape[1], encoding=encoding, step=image.shape[1] * channels)
@@ -102,7 +104,7 @@ class Harness:
             stamp = stamp if fixed else self.now()
             msg.header.stamp = time_msg(stamp)
             sent = time.monotonic()
-            self.images.publish(msg)
+            self.images.publish(msg if cdr is None else cdr)
             if flown and wait_for(lambda: self.command_for(stamp) is not None, timeout=2.0):
                 return stamp
             if not flown and wait_for(lambda: any(t > sent and command(m) == [0.0] * 4
@@ -216,7 +218,7 @@ def test_an_imu_sample_stored_while_a_frame_waits_is_not_stale(flying: Harness) 
     msg = Image(height=64, width=64, encoding="rgb8", step=192, data=image.tobytes())
     with pilot._lock:
         msg.header.stamp = time_msg(flying.now())
-        waiting = threading.Thread(target=pilot._on_image, args=(msg,))
+        waiting = threading.Thread(target=pilot._on_image, args=(serialize_message(msg),))
         waiting.start()
         time.sleep(0.2)  # the frame's callback is now blocked on the lock (the frame is 0.2 s old)
         pilot._last_imu_rx = pilot._now()  # what a concurrent IMU callback stores
@@ -254,6 +256,9 @@ def bad_frames(harness: Harness, kind: str, previous: int) -> None:
             harness.send_frame(good, data=good.tobytes()[:-7], flown=False)
         elif kind == "empty":
             harness.send_frame(good, data=b"", flown=False)
+        elif kind == "decode":  # not a sensor_msgs/Image at all: a truncated serialization
+            truncated = serialize_message(Image(height=64, width=64, data=good.tobytes()))[:40]
+            harness.send_frame(good, cdr=truncated, flown=False)
         elif kind == "image_size":
             harness.send_frame(images(1, size=32)[0], flown=False)
         elif kind == "stamp_future":
@@ -265,8 +270,8 @@ def bad_frames(harness: Harness, kind: str, previous: int) -> None:
             harness.send_frame(good, imu=False, flown=False)
 
 
-@pytest.mark.parametrize("kind", ["encoding", "size", "empty", "image_size", "stamp_future", "stamp_backwards",
-                                  "imu_invalid"])
+@pytest.mark.parametrize("kind", ["encoding", "size", "empty", "decode", "image_size", "stamp_future",
+                                  "stamp_backwards", "imu_invalid"])
 def test_malformed_input_hovers_logs_once_and_recovers(flying: Harness, kind: str) -> None:
     first = flying.send_frame(images(1)[0])
     assert flying.command_for(first) != [0.0] * 4

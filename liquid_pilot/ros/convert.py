@@ -6,17 +6,34 @@ with a ``kind`` (for logging each kind of fault once) and a reason, as images do
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
-from sensor_msgs.msg import CameraInfo, Image, Imu
+from rosbags.serde import SerdeError
+from sensor_msgs.msg import CameraInfo, Image
 
+from liquid_pilot.data.bags import TYPESTORE
 from liquid_pilot.data.images import BadInput
 from liquid_pilot.sim.camera import pinhole
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def imu_to_array(msg: Imu) -> np.ndarray:
+def from_cdr(data: bytes, msgtype: str, kind: str) -> Any:
+    """Decode a serialized message (from a raw subscription) as the bag reader does, or raise BadInput.
+
+    rosbags' decoder builds a plain message three to four times faster than rclpy's conversion, on
+    the pilot's hot path; its messages have the same fields.
+    """
+    try:
+        return TYPESTORE.deserialize_cdr(data, msgtype)
+    except SerdeError as exc:
+        raise BadInput(kind, f"undecodable {msgtype} message ({len(data)} bytes): {exc}") from None
+
+
+def imu_to_array(msg: Any) -> np.ndarray:
+    """[gyro xyz rad/s, accel xyz m/s^2] of a sensor_msgs/Imu as float32, or raise BadInput on NaN or infinity."""
     """[gyro xyz rad/s, accel xyz m/s^2] as float32, or raise BadInput on NaN or infinity."""
     w, a = msg.angular_velocity, msg.linear_acceleration
     values = (w.x, w.y, w.z, a.x, a.y, a.z)
@@ -27,7 +44,8 @@ def imu_to_array(msg: Imu) -> np.ndarray:
     return np.array(values, dtype=np.float32)
 
 
-def stamp_ns(stamp: TimeMsg) -> int:
+def stamp_ns(stamp: Any) -> int:
+    """Nanoseconds of a builtin_interfaces/Time (rclpy's or rosbags')."""
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 

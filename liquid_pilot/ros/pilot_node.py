@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,7 +27,8 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
 
 from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
-from liquid_pilot.ros.convert import imu_to_array, stamp_ns, time_msg
+from liquid_pilot.data.reader import IMU_TYPE
+from liquid_pilot.ros.convert import from_cdr, imu_to_array, stamp_ns, time_msg
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime, default_model
 from liquid_pilot.ros.spin import run
@@ -96,18 +98,19 @@ class PilotNode(Node):
             self._cmd_msg = self._twist = Twist()
         self._cmd_pub = self.create_publisher(type(self._cmd_msg), "cmd_vel", QoSProfile(depth=10))
         self._neurons_pub = self.create_publisher(Float32MultiArray, "~/neurons", QoSProfile(depth=10))
-        # Its own group, so a high-rate IMU is not starved while the network steps; created
-        # first, so that an IMU sample and a frame arriving together are taken in that order.
-        self.create_subscription(Imu, "imu/data", self._on_imu, NEWEST,
+        # Sensor messages arrive serialized (raw) and are decoded by from_cdr: faster than rclpy's
+        # own conversion, and a message no decoder can read becomes a logged fault, not an exception.
+        # The IMU has its own group, so a high-rate IMU is not starved while the network steps; it is
+        # created first, so that an IMU sample and a frame arriving together are taken in that order.
+        self.create_subscription(Imu, "imu/data", self._on_imu, NEWEST, raw=True,
                                  callback_group=MutuallyExclusiveCallbackGroup())
+        image_cls, topic = Image, "camera/image_raw"
         if p["image_transport"] == "compressed":
             # image_transport naming: the transport is a suffix of the (remapped) base topic.
-            topic = self.resolve_topic_name("camera/image_raw") + "/compressed"
-            self.create_subscription(CompressedImage, topic, self._on_image, NEWEST,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
-        else:
-            self.create_subscription(Image, "camera/image_raw", self._on_image, NEWEST,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
+            image_cls, topic = CompressedImage, self.resolve_topic_name(topic) + "/compressed"
+        self._image_type = f"sensor_msgs/msg/{image_cls.__name__}"
+        self.create_subscription(image_cls, topic, self._on_image, NEWEST, raw=True,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         control = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0 / p["control_rate"], self._watchdog, callback_group=control)
         self.create_service(SetBool, "~/enable", self._on_enable, callback_group=control)
@@ -146,9 +149,9 @@ class PilotNode(Node):
         response.success, response.message = True, "network state reset"
         return response
 
-    def _on_imu(self, msg: Imu) -> None:
+    def _on_imu(self, data: bytes) -> None:
         try:
-            imu = imu_to_array(msg)
+            imu = imu_to_array(from_cdr(data, IMU_TYPE, "imu_invalid"))
         except BadInput as bad:
             with self._lock:
                 self._imu = None  # never fly on the last good sample once the sensor reports garbage
@@ -159,7 +162,7 @@ class PilotNode(Node):
             self._clear("imu_invalid")
             self._clear("imu_stale")
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, data: bytes) -> None:
         with self._lock:
             # Clock read under the lock: a sample stored by a concurrent IMU callback must never
             # look newer than this frame, or a fresh IMU would count as stale.
@@ -167,6 +170,7 @@ class PilotNode(Node):
             if not self._enabled:
                 return
             try:
+                msg = from_cdr(data, self._image_type, "decode")
                 rgb = self._decode(msg)
                 frame_ns, dt = self._elapsed(stamp_ns(msg.header.stamp), now)
                 imu = self._usable_imu(now)
@@ -206,8 +210,9 @@ class PilotNode(Node):
             self._publish(command, stamp)
 
     # Input checks: each raises BadInput naming the fault.
-    def _decode(self, msg: Image | CompressedImage) -> np.ndarray:
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else raw_to_rgb(msg)
+    def _decode(self, msg: Any) -> np.ndarray:
+        """RGB of a sensor_msgs/Image or CompressedImage (per image_transport), at the model's size."""
+        rgb = compressed_to_rgb(msg) if self.params["image_transport"] == "compressed" else raw_to_rgb(msg)
         height, width = self.runtime.image_size
         if rgb.shape[:2] != (height, width):
             if not self.params["resize_images"]:
