@@ -223,10 +223,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from liquid_pilot.eval.evaluate import evaluate, resolve_conditions, summarise
+    from liquid_pilot.eval.evaluate import evaluate, model_name, resolve_conditions, summarise
     from liquid_pilot.eval.report import markdown, write_report
+    from liquid_pilot.eval.runs import parse_runs
 
     conditions = resolve_conditions(args.conditions)
+    runs = parse_runs(args.runs, [model_name(m) for m in args.models])
     out = Path(args.out)
 
     def progress(record: dict, state) -> None:  # noqa: ANN001
@@ -237,8 +239,8 @@ def _eval(args: argparse.Namespace) -> None:
                                args.ray)
     summary = summarise(records)
     note = f"New episodes this run: {spread.describe()}."
-    write_report(summary, conditions, out, note=note)
-    print(markdown(summary, conditions, note=note))
+    write_report(summary, conditions, out, note=note, runs=runs)
+    print(markdown(summary, conditions, note=note, runs=runs))
     print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'heatmap.png'}")
 
 
@@ -321,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=50, help="episodes per model and condition (default 50)")
     p.add_argument("--out", required=True, help="folder for episodes.jsonl and the report (resumes if present)")
     p.add_argument("--seed", type=int, default=100_000, help="first episode seed (default 100000)")
+    p.add_argument("--runs", action="append", default=[], metavar="NAME=MODEL,MODEL,...",
+                   help="models that are training runs of one recipe (names as in the report, e.g. "
+                        "cfc_ncp=cfc_ncp,cfc_ncp_seed1): adds their mean, spread and t interval over runs; "
+                        "repeat for each recipe")
     _add_spread_options(p)
     p.set_defaults(run=_eval)
     p = sub.add_parser("demo", help="the closed-loop simulation demo with the shipped pilot")

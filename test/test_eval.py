@@ -8,6 +8,7 @@ import pytest
 
 from liquid_pilot.eval.evaluate import evaluate, ood_mean, resolve_conditions, summarise, wilson
 from liquid_pilot.eval.report import write_report
+from liquid_pilot.eval.runs import across_runs, parse_runs, t95
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 
@@ -68,10 +69,44 @@ def test_out_of_distribution_mean_pools_every_condition_but_the_training_one() -
     assert ood_mean({"forest_summer": {"episodes": 10, "successes": 10}}) is None
 
 
+def by_rate(rates: dict[str, float], episodes: int = 50) -> dict[str, dict[str, object]]:
+    """A model's summary with these success rates per condition (the other figures immaterial)."""
+    return {c: {"episodes": episodes, "successes": round(r * episodes), "success_rate": r,
+                "ci95": list(wilson(round(r * episodes), episodes)), "time_to_target": None, "final_distance": 1.0,
+                "jerk": 1.0, "failures": {}} for c, r in rates.items()}
+
+
+def test_training_runs_of_a_recipe_are_summarised_over_runs_not_episodes(tmp_path: Path) -> None:
+    summary = {"a": by_rate({"forest_summer": 1.0, "blur": 0.8, "wind": 0.4}),
+               "a_seed1": by_rate({"forest_summer": 1.0, "blur": 1.0, "wind": 0.6}),
+               "a_seed2": by_rate({"forest_summer": 0.9, "blur": 0.6, "wind": 0.2}),
+               "b": by_rate({"forest_summer": 1.0, "blur": 1.0, "wind": 1.0})}
+    groups = parse_runs(["a=a,a_seed1,a_seed2"], list(summary))
+    stats = across_runs(summary, groups, ["forest_summer", "blur", "wind"])["a"]
+    assert stats["conditions"]["blur"] == pytest.approx({"mean": 0.8, "min": 0.6, "max": 1.0})
+    ood = stats["ood"]  # the runs' out-of-distribution means: 0.6, 0.8, 0.4
+    assert ood["per_run"] == pytest.approx([0.6, 0.8, 0.4]) and ood["mean"] == pytest.approx(0.6)
+    assert ood["sd"] == pytest.approx(0.2)
+    half = 4.303 * 0.2 / 3 ** 0.5  # Student's t with 2 degrees of freedom
+    assert ood["ci95"] == pytest.approx([0.6 - half, min(1.0, 0.6 + half)])
+    assert t95(11) == pytest.approx(2.201, rel=1e-3) and t95(100) == pytest.approx(1.984, rel=1e-3)
+    write_report(summary, ["forest_summer", "blur", "wind"], tmp_path, runs=groups)
+    report = (tmp_path / "report.md").read_text()
+    assert "| blur | 80% (60–100) |" in report and "**60.0% ± 20.0** [" in report
+    assert json.loads((tmp_path / "report.json").read_text())["runs"]["a"]["runs"] == ["a", "a_seed1", "a_seed2"]
+    for bad, message in ((["a=a"], "two or more"), (["a,a_seed1"], "NAME=MODEL"),
+                         (["a=a,c"], "c not among the evaluated models")):
+        with pytest.raises(ValueError, match=message):
+            parse_runs(bad, list(summary))
+
+
 def test_eval_command_rejects_a_missing_model(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", str(tmp_path / "x.pt"),
                              "--out", str(tmp_path / "o"), "--episodes", "1"], capture_output=True, text=True)
     assert result.returncode == 2 and "x.pt: no such model file" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", "expert",
+                             "--runs", "e=expert,other", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2 and "other not among the evaluated models" in result.stderr
 
 
 def test_shipped_pilot_and_the_demo_command(tmp_path: Path) -> None:

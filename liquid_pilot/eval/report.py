@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from liquid_pilot.eval.evaluate import IN_DISTRIBUTION, ood_mean
+from liquid_pilot.eval.runs import across_runs, markdown_runs
 
 
 def _cell(stats: dict[str, Any] | None) -> str:
@@ -18,7 +19,8 @@ def _cell(stats: dict[str, Any] | None) -> str:
 
 
 def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], title: str = "",
-             note: str = "") -> str:
+             note: str = "", runs: dict[str, list[str]] | None = None) -> str:
+    """The report; ``runs`` ({name: models}) adds the statistics across training runs of each recipe."""
     models = list(summary)
     n = max(s["episodes"] for by in summary.values() for s in by.values())
     lines = [f"# {title or 'Closed-loop evaluation'}", "",
@@ -46,7 +48,8 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str
         parts = [f"{c}: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items())
                  for c, s in summary[m].items() if s["failures"]]
         lines.append(f"- **{m}**: " + ("; ".join(parts) if parts else "none"))
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return text + markdown_runs(across_runs(summary, runs, conditions), conditions) if runs else text
 
 
 def heat_map(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], path: Path) -> None:
@@ -72,9 +75,11 @@ def heat_map(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str
 
 
 def write_report(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], out: Path,
-                 title: str = "", note: str = "") -> None:
-    (out / "report.md").write_text(markdown(summary, conditions, title, note))
+                 title: str = "", note: str = "", runs: dict[str, list[str]] | None = None) -> None:
+    (out / "report.md").write_text(markdown(summary, conditions, title, note, runs))
     ood = {model: ood_mean(by_condition) for model, by_condition in summary.items()}
-    (out / "report.json").write_text(json.dumps({"conditions": conditions, "summary": summary, "ood_mean": ood},
-                                                indent=1))
+    report = {"conditions": conditions, "summary": summary, "ood_mean": ood}
+    if runs:
+        report["runs"] = across_runs(summary, runs, conditions)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
     heat_map(summary, conditions, out / "heatmap.png")
