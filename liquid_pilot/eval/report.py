@@ -20,7 +20,7 @@ def _cell(stats: dict[str, Any] | None) -> str:
 
 def markdown(summary: dict[str, dict[str, dict[str, Any]]], conditions: list[str], title: str = "",
              note: str = "", runs: dict[str, list[str]] | None = None) -> str:
-    """The report; ``runs`` ({name: models}) adds the statistics across training runs of each recipe."""
+    """Write the report; ``runs`` ({name: models}) adds the statistics across training runs of each recipe."""
     models = list(summary)
     n = max(s["episodes"] for by in summary.values() for s in by.values())
     lines = [f"# {title or 'Closed-loop evaluation'}", "",
