@@ -34,7 +34,6 @@ def from_cdr(data: bytes, msgtype: str, kind: str) -> Any:
 
 def imu_to_array(msg: Any) -> np.ndarray:
     """[gyro xyz rad/s, accel xyz m/s^2] of a sensor_msgs/Imu as float32, or raise BadInput on NaN or infinity."""
-    """[gyro xyz rad/s, accel xyz m/s^2] as float32, or raise BadInput on NaN or infinity."""
     w, a = msg.angular_velocity, msg.linear_acceleration
     values = (w.x, w.y, w.z, a.x, a.y, a.z)
     # On plain floats, a third of the cost of numpy's checks; NaN fails the comparison, and values
