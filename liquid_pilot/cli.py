@@ -91,13 +91,13 @@ def _parse_settings(pairs: list[str]) -> dict[str, object]:
 
 
 def _sim(args: argparse.Namespace) -> None:
-    from liquid_pilot.sim.config import list_scenarios, load_scenario
+    from liquid_pilot.sim.config import list_scenarios, list_validation, load_scenario
     from liquid_pilot.sim.episode import ExpertPolicy, fly
     from liquid_pilot.sim.world import Simulator
 
     if args.list:
-        for name in list_scenarios():
-            print(f"{name:18s} {load_scenario(name).description}")
+        for name in list_scenarios() + list_validation():
+            print(f"{name:20s} {load_scenario(name).description}")
         return
     scenario = _scenario(args)
     sim = Simulator(scenario)
@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="fly models in conditions on the same seeds; Markdown/JSON report, heat map")
     p.add_argument("--models", nargs="+", required=True, help="checkpoints, or 'expert'")
     p.add_argument("--conditions", nargs="+", default=["all"],
-                   help="scenario names, 'all' or 'ood' (default: all)")
+                   help="scenario names, 'all', 'ood', or 'validation' (the held-out conditions for choosing "
+                        "recipes; use another --seed than the table's) (default: all)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per model and condition (default 50)")
     p.add_argument("--out", required=True, help="folder for episodes.jsonl and the report (resumes if present)")
     p.add_argument("--seed", type=int, default=100_000, help="first episode seed (default 100000)")

@@ -1,4 +1,5 @@
 """Bags: recording from the simulator, reading real-bag variants, clear errors, the dataset and cache."""
+import dataclasses
 import os
 import shutil
 import signal
@@ -250,6 +251,22 @@ def test_augmentation_is_per_sequence_and_seeded() -> None:
     per_sequence = out.mean(dim=(2, 3, 4))
     assert torch.allclose(per_sequence, per_sequence[:, :1].expand_as(per_sequence))  # same within a sequence
     assert per_sequence[:, 0].std() > 5  # different between sequences
+
+
+def test_colour_cast_scales_each_channel_per_sequence_and_is_off_by_default() -> None:
+    images = torch.full((64, 3, 4, 4, 3), 100, dtype=torch.uint8)
+    plain = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, noise=0.0)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.allclose(augment(images, plain, generator), images.float())  # off: untouched ...
+    before = torch.Generator().manual_seed(0)
+    for _ in range(3):  # saturation, contrast, brightness
+        torch.rand(64, generator=before)
+    assert torch.equal(generator.get_state(), before.get_state())  # ... and no extra draws, so old recipes replay
+    cast = augment(images, dataclasses.replace(plain, colour=0.25), generator) / 100.0
+    assert torch.allclose(cast, cast[:, :1, :1, :1].expand_as(cast))  # one factor per sequence and channel
+    gains = cast[:, 0, 0, 0]  # (64, 3)
+    assert gains.min() >= 0.75 - 1e-6 and gains.max() <= 1.25 + 1e-6 and gains.max() > 1.2 and gains.min() < 0.8
+    assert (gains[:, 0] - gains[:, 1]).abs().max() > 0.2  # channels drawn independently: a cast, not brightness
 
 
 def test_imu_augmentation_draws_per_sequence_errors_within_its_ranges() -> None:

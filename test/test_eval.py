@@ -25,6 +25,9 @@ def test_conditions_expand_and_unknown_ones_are_refused() -> None:
     everything = resolve_conditions(["all"])
     assert everything[0] == "forest_summer" and len(everything) >= 20
     assert "forest_summer" not in resolve_conditions(["ood"])
+    held_out = resolve_conditions(["validation"])
+    assert len(held_out) >= 8 and not set(held_out) & set(everything)  # never part of the results table
+    assert resolve_conditions(["spring", "wind"]) == ["spring", "wind"]
     with pytest.raises(ValueError, match="unknown condition 'moon'"):
         resolve_conditions(["moon"])
 

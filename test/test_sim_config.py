@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from liquid_pilot.sim.config import ScenarioError, list_scenarios, load_scenario
+from liquid_pilot.sim.config import ScenarioError, list_scenarios, list_validation, load_scenario
 
 EXPECTED = {"forest_summer", "forest_autumn", "forest_winter", "urban", "range", "rotated_target",
             "occluded_target", "moving_target", "hike", "distractors", "image_noise", "dark", "bright", "blur",
@@ -16,6 +16,17 @@ def test_every_shipped_scenario_loads_with_a_description() -> None:
     for name in names:
         scenario = load_scenario(name)
         assert scenario.name == name and scenario.description
+
+
+def test_validation_conditions_are_held_out_from_the_test_scenarios() -> None:
+    held_out = list_validation()
+    assert {"spring", "dry", "gusts", "imu_bias"} <= set(held_out)
+    assert not set(held_out) & set(list_scenarios())
+    for name in held_out:
+        scenario = load_scenario(name)
+        assert scenario.name == name and scenario.description.startswith("Validation")
+    assert {load_scenario(n).scene.season for n in held_out} >= {"spring", "dry"}
+    assert not {load_scenario(n).scene.season for n in list_scenarios()} & {"spring", "dry"}
 
 
 def test_the_default_scenario_is_the_training_distribution() -> None:
@@ -34,7 +45,7 @@ def test_unknown_scenario_lists_the_available_ones() -> None:
     ({"sim.camera_hz": -16}, "sim.camera_hz must be a positive whole number"),
     ({"sim.image_width": 0}, "image size must be at least 8x8"),
     ({"scene.kind": "desert"}, "scene.kind 'desert' is unknown; allowed: forest, urban"),
-    ({"scene.season": "spring"}, "allowed: summer, autumn, winter"),
+    ({"scene.season": "monsoon"}, "allowed: summer, autumn, winter, spring, dry"),
     ({"task.kind": "race"}, "allowed: fly_to_target, moving_target, hike"),
     ({"task.start_distance": [5.0, 3.0]}, r"task.start_distance must be a \[low, high\] range"),
     ({"inject.frame_drop": 1.5}, "probabilities below 1"),

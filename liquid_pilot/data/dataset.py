@@ -147,6 +147,7 @@ class AugmentConfig:
     contrast: float = 0.4  # multiplier 1 +- this
     saturation: float = 0.4  # multiplier 1 +- this
     noise: float = 0.05  # Gaussian pixel noise std, [0, 1] units
+    colour: float = 0.0  # per-channel multiplier 1 +- this: a colour cast (light, white balance)
     # IMU errors per sequence and axis: white noise with a std drawn uniformly up to the *_noise
     # value, plus a constant bias drawn uniformly within +- the *_bias value.
     gyro_noise: float = 0.0  # rad/s
@@ -167,6 +168,8 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     x = grey + (x - grey) * factor(config.saturation)
     x = (x - 0.5) * factor(config.contrast) + 0.5
     x = x + config.brightness * (2 * torch.rand(batch, generator=generator) - 1).view(batch, 1, 1, 1, 1)
+    if config.colour > 0:  # drawn only when asked, so configs without it train exactly as before
+        x = x * (1 + config.colour * (2 * torch.rand(batch, 1, 1, 1, 3, generator=generator) - 1))
     if config.noise > 0:
         x = x + config.noise * torch.randn(x.shape, generator=generator)
     return x.clamp(0.0, 1.0) * 255.0

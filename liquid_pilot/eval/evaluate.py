@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from liquid_pilot.workers import Progress, Spread, run
-from liquid_pilot.sim.config import list_scenarios, load_scenario
+from liquid_pilot.sim.config import list_scenarios, list_validation, load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
 from liquid_pilot.sim.world import Simulator
 
@@ -28,19 +28,25 @@ EXPERT = "expert"
 
 
 def resolve_conditions(names: list[str]) -> list[str]:
-    """Expand ``all`` (every scenario) and ``ood`` (all but the training one); check the rest."""
-    available = list_scenarios()
+    """Expand the groups of conditions and check the rest.
+
+    ``all`` is every test scenario, ``ood`` all but the training one, ``validation`` the held-out
+    conditions for choosing recipes.
+    """
+    available, held_out = list_scenarios(), list_validation()
     out: list[str] = []
     for name in names:
         if name == "all":
             out += [IN_DISTRIBUTION] + [s for s in available if s != IN_DISTRIBUTION]
         elif name == "ood":
             out += [s for s in available if s != IN_DISTRIBUTION]
-        elif name in available:
+        elif name == "validation":
+            out += held_out
+        elif name in available or name in held_out:
             out.append(name)
         else:
             raise ValueError(f"unknown condition {name!r}; conditions are scenarios ({', '.join(available)}), "
-                             "'all' or 'ood'")
+                             f"validation conditions ({', '.join(held_out)}), 'all', 'ood' or 'validation'")
     return list(dict.fromkeys(out))
 
 

@@ -15,7 +15,7 @@ import yaml
 from liquid_pilot.paths import data_dir
 
 SCENE_KINDS = ("forest", "urban")
-SEASONS = ("summer", "autumn", "winter")
+SEASONS = ("summer", "autumn", "winter", "spring", "dry")
 TASK_KINDS = ("fly_to_target", "moving_target", "hike")
 
 
@@ -42,7 +42,7 @@ class SimConfig:
 @dataclass
 class SceneConfig:
     kind: str = "forest"
-    season: str = "summer"  # forest only
+    season: str = "summer"  # forest only; spring and dry are held out for validation
     obstacles: int = 36  # trees or buildings
     light: float = 1.0  # scales the scene's lighting (renderer), 1 = normal
     radius: float = 14.0  # the scene's half size, m; leaving it ends the flight
@@ -112,17 +112,30 @@ def scenario_dir() -> Path:
     return data_dir("sim") / "scenarios"
 
 
+def validation_dir() -> Path:
+    """Held-out conditions for choosing training recipes; never part of the results table."""
+    return data_dir("sim") / "validation"
+
+
 def list_scenarios() -> list[str]:
+    """Return the test conditions: the scenarios of the results table."""
     return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
 
 
+def list_validation() -> list[str]:
+    """Return the held-out validation conditions."""
+    return sorted(p.stem for p in validation_dir().glob("*.yaml"))
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by name (``sim/scenarios/NAME.yaml``) or from a YAML file."""
+    """Load a scenario by name (``sim/scenarios/`` or ``sim/validation/NAME.yaml``) or from a YAML file."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = scenario_dir() / f"{name_or_path}.yaml"
+        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir())]
+        path = next((f for f in found if f.is_file()), found[0])
         if not path.is_file():
-            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(list_scenarios())}")
+            names = list_scenarios() + list_validation()
+            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(names)}")
     elif not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file")
     try:

@@ -1,4 +1,4 @@
-"""Procedural scenes from simple shapes (fast to render): forests in three seasons, an urban block.
+"""Procedural scenes from simple shapes (fast to render): forests in five looks, an urban block.
 
 The layout comes from the episode's random generator. Obstacles keep clear of the flight
 corridors the task asks for, so every episode can be flown; the target is a red chair.
@@ -23,6 +23,11 @@ LOOKS = {
                    canopy=[(0.85, 0.55, 0.10), (0.78, 0.40, 0.08), (0.80, 0.68, 0.15)]),
     "winter": dict(ground=(0.90, 0.92, 0.95), sky=(0.80, 0.83, 0.88), trunk=(0.28, 0.22, 0.18),
                    canopy=[(0.82, 0.86, 0.88), (0.70, 0.75, 0.72), (0.88, 0.90, 0.93)]),
+    # Held out for validation (sim/validation/): never trained on, never in the results table.
+    "spring": dict(ground=(0.45, 0.62, 0.28), sky=(0.70, 0.82, 0.96), trunk=(0.40, 0.30, 0.20),
+                   canopy=[(0.45, 0.70, 0.30), (0.92, 0.78, 0.84), (0.55, 0.78, 0.35)]),
+    "dry": dict(ground=(0.62, 0.55, 0.35), sky=(0.78, 0.80, 0.78), trunk=(0.30, 0.24, 0.18),
+                canopy=[(0.42, 0.45, 0.20), (0.55, 0.52, 0.25), (0.35, 0.38, 0.18)]),
     "urban": dict(ground=(0.40, 0.40, 0.42), sky=(0.66, 0.74, 0.84), trunk=(0.25, 0.25, 0.27),
                   canopy=[(0.62, 0.60, 0.56), (0.72, 0.66, 0.55), (0.50, 0.55, 0.62), (0.78, 0.76, 0.70)]),
 }
