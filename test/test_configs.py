@@ -1,4 +1,4 @@
-"""config/ holds the exact training configurations: of the shipped pilots, and of the ablation."""
+"""config/ holds the exact training configurations: of the shipped pilots, and of the candidate recipes."""
 from __future__ import annotations
 
 import dataclasses
@@ -50,5 +50,7 @@ def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
     for head, name in SHIPPED.items():  # the baselines: the head and nothing else
         changed = {k for k, v in config(name).items() if default[k] != v}
         assert changed == (set() if head == "cfc_ncp" else {"pilot.head"}), name
-    ablation = config("train_cfc_ncp_imu.yaml")  # the IMU-augmentation ablation: those settings only
-    assert {k for k, v in ablation.items() if default[k] != v} == IMU_AUGMENT
+    candidates = {"train_cfc_ncp_imu.yaml": IMU_AUGMENT, "train_cfc_ncp_colour.yaml": {"augment.colour"},
+                  "train_cfc_ncp_colour_imu.yaml": IMU_AUGMENT | {"augment.colour"}}
+    for name, settings in candidates.items():  # the recipes compared on the validation conditions
+        assert {k for k, v in config(name).items() if default[k] != v} == settings, name
