@@ -231,14 +231,18 @@ def _eval(args: argparse.Namespace) -> None:
     runs = parse_runs(args.runs, [model_name(m) for m in args.models])
     out = Path(args.out)
 
+    flown = []
+
     def progress(record: dict, state) -> None:  # noqa: ANN001
+        flown.append(record)
         print(f"{record['model']} {record['condition']} seed {record['seed']}: {record['reason']}  "
               f"[{state.line()}]", flush=True)
 
     records, spread = evaluate(args.models, conditions, args.episodes, out, args.seed, progress, args.workers,
                                args.ray)
     summary = summarise(records)
-    note = f"New episodes this run: {spread.describe()}."
+    note = (f"New episodes this run: {len(flown)}, {spread.describe()}." if flown
+            else "No new episodes this run: every episode was read from episodes.jsonl.")
     write_report(summary, conditions, out, note=note, runs=runs)
     print(markdown(summary, conditions, note=note, runs=runs))
     print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'heatmap.png'}")

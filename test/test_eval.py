@@ -103,6 +103,17 @@ def test_training_runs_of_a_recipe_are_summarised_over_runs_not_episodes(tmp_pat
             parse_runs(bad, list(summary))
 
 
+def test_a_report_says_whether_its_episodes_were_flown_or_read_back(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", "expert", "--conditions", "blur",
+               "--episodes", "1", "--workers", "1", "--out", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "New episodes this run: 1, sequential with 1 worker." in (tmp_path / "report.md").read_text()
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "No new episodes this run" in (tmp_path / "report.md").read_text()
+
+
 def test_eval_command_rejects_a_missing_model(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "eval", "--models", str(tmp_path / "x.pt"),
                              "--out", str(tmp_path / "o"), "--episodes", "1"], capture_output=True, text=True)
