@@ -85,8 +85,8 @@ def _run_processes(jobs: Sequence[J], work: Callable[[J], Any], on_result: Calla
     pending = list(range(len(jobs)))
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no PyBullet or torch state inherited
     while pending:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures: dict[Future, int] = {pool.submit(work, jobs[i]): i for i in pending}
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_interrupt_only_jobs) as pool:
+            futures: dict[Future, int] = {pool.submit(_run_job, work, jobs[i]): i for i in pending}
             pending = []
             broken = False
             try:
@@ -101,6 +101,30 @@ def _run_processes(jobs: Sequence[J], work: Callable[[J], Any], on_result: Calla
             if broken:  # a dead worker takes its pool down: start a fresh one for what is left
                 continue
     return spread
+
+
+_busy = False  # in a worker process: whether a job is running
+
+
+def _interrupt_only_jobs() -> None:
+    """Make SIGINT interrupt a worker's job, and leave an idle worker to the pool's shutdown.
+
+    Otherwise Ctrl-C in an idle worker prints a KeyboardInterrupt traceback from the pool's loop.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        if _busy:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _run_job(work: Callable[[J], Any], job: J) -> Any:
+    global _busy
+    _busy = True
+    try:
+        return work(job)
+    finally:
+        _busy = False
 
 
 def _collect(futures: dict[Future, int], jobs: Sequence[J], on_result: Callable[[J, Any, Progress], None],
