@@ -1,8 +1,7 @@
-"""pilot_node over real DDS: commands per frame, the watchdog, bad input, services, limits."""
+"""pilot_node over real DDS: commands per frame, the watchdog, bad input, hysteresis, services, limits, any camera."""
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +23,11 @@ from test_ros_support import Ros, call, wait_for
 
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
-from liquid_pilot.ros.convert import stamp_ns, time_msg
+from liquid_pilot.flight.codec import stamp_ns
+from liquid_pilot.flight.image import fit
+from liquid_pilot.flight.runtime import load_runtime
+from liquid_pilot.ros.convert import time_msg
 from liquid_pilot.ros.pilot_node import PilotNode
-from liquid_pilot.ros.runtime import PilotRuntime
 
 CAMERA_TIMEOUT = 0.2
 LONG_TIMEOUT = 1.0  # s: the largest the pilot allows
@@ -81,18 +82,27 @@ class Harness:
         return self.node.get_clock().now().nanoseconds
 
     def send_imu(self, values: np.ndarray = IMU) -> None:
+        """Publish an IMU sample and wait until the pilot has taken it (the IMU and camera topics are separate
+        DDS readers, so a sample sent before a frame may otherwise be handled after it)."""
         msg = Imu()
-        msg.header.stamp = time_msg(self.now())
         w, a = msg.angular_velocity, msg.linear_acceleration
         w.x, w.y, w.z, a.x, a.y, a.z = (float(v) for v in values)
-        self.imu.publish(msg)
+        for _ in range(3):  # best effort: on a busy machine a sample may be lost
+            before = self.pilot.imu_samples
+            msg.header.stamp = time_msg(self.now())
+            self.imu.publish(msg)
+            if wait_for(lambda: self.pilot.imu_samples > before, timeout=1.0):
+                return
+        raise AssertionError("the pilot took none of 3 IMU samples")
 
     def send_frame(self, image: np.ndarray, stamp: int | None = None, encoding: str = "rgb8",
-                   data: bytes | None = None, imu: bool = True, flown: bool = True, cdr: bytes | None = None) -> int:
-        """Publish a frame (after an IMU sample) and wait for its answer; return the frame's stamp.
+                   data: bytes | None = None, imu: bool = True, flown: bool | None = True,
+                   cdr: bytes | None = None) -> int:
+        """Publish a frame (after an IMU sample), wait until the pilot has handled it; return the frame's stamp.
 
-        The answer to a frame that is flown carries its stamp; one that is refused is a zero.
-        ``cdr``: serialized bytes to publish in place of the frame.
+        ``flown``: the answer must carry the frame's stamp (the network's command); otherwise the command
+        after the frame must be zero (refused, or still recovering); None: either. ``cdr``: bytes to publish
+        in place of the frame.
         """
         channels = image.shape[2] if image.ndim == 3 else 1
         msg = Image(height=image.shape[0], width=image.shape[1], encoding=encoding, step=image.shape[1] * channels)
@@ -103,16 +113,21 @@ class Harness:
                 self.send_imu()
             stamp = stamp if fixed else self.now()
             msg.header.stamp = time_msg(stamp)
-            sent = time.monotonic()
+            handled = self.pilot.frames_handled
             self.images.publish(msg if cdr is None else cdr)
+            if not wait_for(lambda: self.pilot.frames_handled > handled, timeout=2.0):
+                continue
+            heard = len(self.commands)
+            if flown is None:
+                return stamp
             if flown and wait_for(lambda: self.command_for(stamp) is not None, timeout=2.0):
                 return stamp
-            if not flown and wait_for(lambda: any(t > sent and command(m) == [0.0] * 4
-                                                  for t, m in self.commands[-5:]), timeout=2.0):
+            if not flown and wait_for(lambda: len(self.commands) > heard, timeout=2.0):
+                assert self.last() == [0.0] * 4, f"the frame stamped {stamp} was flown: {self.last()}"
                 return stamp
         recent = sum(t > time.monotonic() - 1.0 for t, _ in self.commands[-100:])
         raise AssertionError(f"no answer to the frame stamped {stamp} ({(self.now() - stamp) / 1e9:+.3f} s ago); "
-                             f"the pilot's faults: {sorted(self.pilot._faults)}, commands heard in the last "
+                             f"the pilot's faults: {sorted(self.pilot.gate.faults.active)}, commands heard in the last "
                              f"second: {recent}, its last logs: {[log.msg for log in self.logs[-5:]]}")
 
     def command_for(self, stamp: int) -> list[float] | None:
@@ -126,8 +141,8 @@ class Harness:
         return [log.msg for log in self.logs[since:] if log.name.endswith(f"{self.namespace}.pilot_node")
                 and log.level == Log.WARN and log.msg.endswith(f"[{kind}]")]
 
-    def logged(self, text: str) -> bool:
-        return any(text in log.msg for log in self.logs if log.name.endswith(f"{self.namespace}.pilot_node"))
+    def logged(self, text: str, since: int = 0) -> bool:
+        return any(text in log.msg for log in self.logs[since:] if log.name.endswith(f"{self.namespace}.pilot_node"))
 
 
 def command(msg: TwistStamped) -> list[float]:
@@ -142,7 +157,7 @@ def images(n: int, size: int = 64) -> list[np.ndarray]:
 
 def expected(model: Path, frames: list[np.ndarray], dts: list[float]) -> list[np.ndarray]:
     """What the network says for these frames from a fresh state, computed without ROS."""
-    runtime = PilotRuntime.from_file(model)  # the node's default runtime
+    runtime = load_runtime(model)  # the node's default runtime
     return [runtime.step(f, IMU, dt) for f, dt in zip(frames, dts)]
 
 
@@ -192,7 +207,7 @@ def test_each_frame_gives_the_networks_command_with_the_frames_stamp(flying: Har
         np.testing.assert_allclose(flying.command_for(stamp), command_, rtol=1e-6, atol=1e-7)
         assert np.abs(command_).max() > 1e-4  # an untrained pilot still commands something
     assert wait_for(lambda: len(flying.neurons) >= 3)
-    assert len(flying.neurons[-1].data) == flying.pilot.runtime.state_size == 19
+    assert len(flying.neurons[-1].data) == flying.pilot.core.runtime.state_size == 19
     assert all(math.isfinite(v) for v in flying.neurons[-1].data)
 
 
@@ -209,23 +224,6 @@ def test_commands_are_clamped_to_the_limits(flying: Harness) -> None:
     assert not flying.pilot.set_parameters([Parameter("max_speed_z", value=-1.0)])[0].successful
 
 
-def test_an_imu_sample_stored_while_a_frame_waits_is_not_stale(flying: Harness) -> None:
-    """Composed in a multi-threaded executor, an IMU sample may be stored while a frame's callback
-    waits for the node's lock; that frame must fly on it, not refuse it as newer than itself."""
-    pilot, image = flying.pilot, images(1)[0]
-    flying.send_imu()
-    assert wait_for(lambda: pilot._imu is not None)
-    msg = Image(height=64, width=64, encoding="rgb8", step=192, data=image.tobytes())
-    with pilot._lock:
-        msg.header.stamp = time_msg(flying.now())
-        waiting = threading.Thread(target=pilot._on_image, args=(serialize_message(msg),))
-        waiting.start()
-        time.sleep(0.2)  # the frame's callback is now blocked on the lock (the frame is 0.2 s old)
-        pilot._last_imu_rx = pilot._now()  # what a concurrent IMU callback stores
-    waiting.join(10)
-    assert wait_for(lambda: flying.command_for(stamp_ns(msg.header.stamp)) is not None)
-
-
 def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(flying: Harness, model: Path) -> None:
     frames = images(6)
     with timeouts(flying, CAMERA_TIMEOUT):
@@ -240,9 +238,14 @@ def test_a_silent_camera_gives_zero_within_its_timeout_and_resets_the_network(fl
     zero = next(m for _, m in flying.commands if stamp_ns(m.header.stamp) > stamp and command(m) == [0.0] * 4)
     assert (stamp_ns(zero.header.stamp) - stamp) / 1e9 <= CAMERA_TIMEOUT + 2 / CONTROL_RATE + 0.5
     assert wait_for(lambda: flying.warnings("camera_stale"))
-    # The next frame starts a new flight: the same command as a fresh network's first step.
-    stamp = flying.send_frame(frames[5])
-    np.testing.assert_allclose(flying.command_for(stamp), expected(model, frames[5:], [0.0])[0], rtol=1e-6)
+    # The next frame starts a new flight; the pilot flies again after recover_frames good frames in a row,
+    # with the command of a fresh network stepped on exactly those frames.
+    assert flying.pilot.params["recover_frames"] == 3
+    stamps = [flying.send_frame(frames[5], flown=False), flying.send_frame(frames[5], flown=False),
+              flying.send_frame(frames[5])]
+    dts = [0.0, (stamps[1] - stamps[0]) / 1e9, (stamps[2] - stamps[1]) / 1e9]
+    np.testing.assert_allclose(flying.command_for(stamps[2]), expected(model, [frames[5]] * 3, dts)[2], rtol=1e-5,
+                               atol=1e-7)
 
 
 def bad_frames(harness: Harness, kind: str, previous: int) -> None:
@@ -259,8 +262,10 @@ def bad_frames(harness: Harness, kind: str, previous: int) -> None:
         elif kind == "decode":  # not a sensor_msgs/Image at all: a truncated serialization
             truncated = serialize_message(Image(height=64, width=64, data=good.tobytes()))[:40]
             harness.send_frame(good, cdr=truncated, flown=False)
-        elif kind == "image_size":
-            harness.send_frame(images(1, size=32)[0], flown=False)
+        elif kind == "image_too_large":  # a header claiming 100k x 100k pixels: refused before anything is read
+            huge = Image(height=100_000, width=100_000, encoding="rgb8", step=300_000, data=good.tobytes())
+            huge.header.stamp = time_msg(harness.now())
+            harness.send_frame(good, cdr=serialize_message(huge), flown=False)
         elif kind == "stamp_future":
             harness.send_frame(good, stamp=now + 100 * 10**9 + i, flown=False)
         elif kind == "stamp_backwards":
@@ -268,24 +273,103 @@ def bad_frames(harness: Harness, kind: str, previous: int) -> None:
         elif kind == "imu_invalid":
             harness.send_imu(np.array([math.nan, 0, 0, 0, 0, 9.81]))
             harness.send_frame(good, imu=False, flown=False)
+        elif kind == "imu_range":  # finite but absurd: 100 rad/s, a million m/s^2
+            harness.send_imu(np.array([100.0, 0, 0, 0, 0, 1e6]))
+            harness.send_frame(good, imu=False, flown=False)
 
 
-@pytest.mark.parametrize("kind", ["encoding", "size", "empty", "decode", "image_size", "stamp_future",
-                                  "stamp_backwards", "imu_invalid"])
+def recover(harness: Harness) -> int:
+    """Send good frames until the pilot flies again; check it takes exactly ``recover_frames``. Return the stamp."""
+    needed = harness.pilot.params["recover_frames"]
+    for _ in range(needed - 1):
+        harness.send_frame(images(1)[0], flown=False)  # good, but still hovering
+    return harness.send_frame(images(1)[0])
+
+
+@pytest.mark.parametrize("kind", ["encoding", "size", "empty", "decode", "image_too_large", "stamp_future",
+                                  "stamp_backwards", "imu_invalid", "imu_range"])
 def test_malformed_input_hovers_logs_once_and_recovers(flying: Harness, kind: str) -> None:
     first = flying.send_frame(images(1)[0])
     assert flying.command_for(first) != [0.0] * 4
     since = len(flying.logs)
     bad_frames(flying, kind, first)
     assert flying.last() == [0.0] * 4
-    if kind == "imu_invalid":  # the IMU comes on its own thread: let the good sample land first
-        flying.send_imu()
-        assert wait_for(lambda: flying.logged("recovered from imu_invalid"))
-    stamp = flying.send_frame(images(1)[0])  # a good frame flies again, after the bad ones
+    stamp = recover(flying)  # good frames fly again after the bad ones, once enough of them came in a row
     assert flying.command_for(stamp) != [0.0] * 4
     fault = "stamp" if kind.startswith("stamp") else kind
-    assert wait_for(lambda: flying.warnings(fault, since))
+    # The count covers every occurrence of the burst (for the IMU, the bad samples and the frames they stopped).
+    assert wait_for(lambda: flying.logged(f"recovered from {fault} (3 times", since) or flying.logged(
+        f"recovered from {fault} (6 times", since))
     assert len(flying.warnings(fault, since)) == 1, flying.warnings(fault, since)
+
+
+def test_alternating_good_and_bad_frames_never_fly_and_log_once(flying: Harness) -> None:
+    """Chatter: a camera that delivers every other frame broken must not switch the drone between zero and
+    full speed, nor log a line per frame."""
+    first = flying.send_frame(images(1)[0])
+    assert flying.command_for(first) != [0.0] * 4
+    since, heard = len(flying.logs), len(flying.commands)
+    good = images(1)[0]
+    for _ in range(8):
+        flying.send_frame(good, encoding="yuv422", flown=False)
+        flying.send_frame(good, flown=False)  # good, but one good frame is not enough to fly again
+    flying.send_frame(good, encoding="yuv422", flown=False)
+    # Repeats of the flying command published before the first bad frame was handled may come first.
+    after = [command(m) for _, m in flying.commands[heard:]]
+    assert all(c == [0.0] * 4 for c in after[after.index([0.0] * 4):])
+    assert len(flying.warnings("encoding", since)) == 1
+    assert not flying.logged("recovered from encoding", since)
+    recover(flying)
+    assert wait_for(lambda: flying.logged("recovered from encoding (9 times", since))
+
+
+def test_a_frame_delivered_twice_is_dropped_not_a_fault(flying: Harness) -> None:
+    stamp = flying.send_frame(images(1)[0])
+    flown = flying.command_for(stamp)
+    since, heard = len(flying.logs), len(flying.commands)
+    flying.pilot.gate.duplicates = 0
+    flying.send_imu()
+    msg = Image(height=64, width=64, encoding="rgb8", step=192, data=images(1)[0].tobytes())
+    msg.header.stamp = time_msg(stamp)
+    flying.images.publish(msg)
+    assert wait_for(lambda: flying.pilot.gate.duplicates >= 1)
+    assert all(command(m) == flown for _, m in flying.commands[heard:])  # the watchdog repeats it; no zero
+    assert not any(log.level == Log.WARN for log in flying.logs[since:])
+
+
+def test_an_imu_stall_is_reported_as_such_not_as_a_silent_camera(flying: Harness) -> None:
+    with timeouts(flying, CAMERA_TIMEOUT):
+        since = len(flying.logs)
+        flying.send_frame(images(1)[0])
+        deadline = time.monotonic() + 4 * CAMERA_TIMEOUT
+        while time.monotonic() < deadline:  # frames keep coming, the IMU has stopped
+            flying.send_frame(images(1)[0], imu=False, flown=None)
+        assert wait_for(lambda: flying.warnings("imu_stale", since))
+        assert not flying.warnings("camera_stale", since)
+
+
+def test_a_slow_network_step_never_starves_the_command_stream(flying: Harness) -> None:
+    """The control thread publishes at control_rate while the network takes half a second per frame."""
+    runtime = flying.pilot.core.runtime
+    step = runtime.step
+
+    def slow(*args: object) -> np.ndarray:
+        time.sleep(0.5)
+        return step(*args)
+
+    runtime.step = slow
+    try:
+        flying.send_imu()
+        msg = Image(height=64, width=64, encoding="rgb8", step=192, data=images(1)[0].tobytes())
+        msg.header.stamp = time_msg(flying.now())
+        flying.images.publish(msg)
+        assert wait_for(lambda: flying.pilot._frame is None)  # the step thread has taken it
+        start, heard = time.monotonic(), len(flying.commands)
+        assert wait_for(lambda: time.monotonic() - start > 0.4, timeout=1.0)
+        rate = (len(flying.commands) - heard) / (time.monotonic() - start)
+        assert rate > 0.5 * CONTROL_RATE, rate  # half the rate at least, on a loaded CI machine
+    finally:
+        runtime.step = step
 
 
 def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> None:
@@ -352,7 +436,11 @@ def test_compressed_images_in_and_plain_twists_out(ros: Ros, model: Path) -> Non
         return any(np.allclose([t.linear.x, t.linear.y, t.linear.z, t.angular.z], want, rtol=1e-6) for t in twists)
 
     for _ in range(3):  # best effort: retry a lost frame
+        pilot.set_enabled(True)  # a fresh flight: no stale fault from the time discovery took
+        samples = pilot.imu_samples
         imu.publish(sample)
+        if not wait_for(lambda: pilot.imu_samples > samples, timeout=1.0):
+            continue
         png.header.stamp = time_msg(node.get_clock().now().nanoseconds)
         camera.publish(png)
         if wait_for(flown, timeout=2.0):
@@ -361,9 +449,13 @@ def test_compressed_images_in_and_plain_twists_out(ros: Ros, model: Path) -> Non
     assert pilot.params["command_type"] == "twist"
 
 
-def test_resize_images_option(ros: Ros, model: Path) -> None:
-    pilot = ros.add(PilotNode(namespace="p5", parameter_overrides=[
-        Parameter("model", value=str(model)), Parameter("resize_images", value=True)]))
-    big = np.repeat(np.repeat(images(1)[0], 2, 0), 2, 1)
-    msg = Image(height=128, width=128, encoding="rgb8", step=384, data=big.tobytes())
-    np.testing.assert_array_equal(pilot._decode(msg), images(1)[0])  # 2x2 blocks average back exactly
+def test_frames_of_any_size_are_centre_cropped_and_resized(ros: Ros, model: Path) -> None:
+    """A 640x480 camera flies by default: the frame is cropped to the model's square and resized, as in training."""
+    harness = Harness(ros, model, "p5")
+    harness.enable(True)
+    with timeouts(harness, LONG_TIMEOUT):
+        frame = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        stamp = harness.send_frame(frame, stamp=harness.now() + int(LONG_TIMEOUT / 2 * 1e9))
+        want = expected(model, [fit(frame, (64, 64))], [0.0])[0]
+        np.testing.assert_allclose(harness.command_for(stamp), want, rtol=1e-6, atol=1e-7)
+        assert wait_for(lambda: harness.logged("fitting 640x480 frames") or harness.logged("centre-cropped"))

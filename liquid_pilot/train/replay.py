@@ -1,38 +1,47 @@
-"""Offline replay: run a pilot open loop over a recorded flight and compare with its commands."""
+"""Offline replay: fly a pilot open loop over a recorded flight, through the flight core, and compare.
+
+Frames reach the pilot exactly as on the drone: the same runtime (onnxruntime by default),
+preprocessing and gate (resets after gaps, plausibility, hysteresis, clamps), on the recording's
+own clock. What replay shows is what ``pilot_node`` would have commanded.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from liquid_pilot.data.reader import Flight, TopicConfig, read_flight
-from liquid_pilot.nn.checkpoint import load_pilot
-from liquid_pilot.nn.policy import COMMAND_AXES, Pilot
+from liquid_pilot.flight.core import FlightCore
+from liquid_pilot.flight.gate import GateConfig, ManualClock
+from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, Runtime, load_runtime
+from liquid_pilot.nn.policy import COMMAND_AXES
+
+EPOCH_NS = 1_000_000_000  # the first frame's stamp (zero would mean "unstamped")
+SEGMENT_GAP_S = 10.0  # replayed between the recording's segments: longer than any timeout, so each starts afresh
 
 
-def predict(pilot: Pilot, flight: Flight) -> np.ndarray:
-    """Return the pilot's command for every frame, its state carried within each segment."""
-    state, out = None, []
-    with torch.inference_mode():
-        for i in range(len(flight.images)):
-            if i == 0 or flight.segments[i] != flight.segments[i - 1]:
-                state = None
-            command, state = pilot.step({"image": torch.from_numpy(flight.images[i:i + 1]),
-                                         "imu": torch.from_numpy(flight.imu[i:i + 1])},
-                                        state, torch.tensor([[float(flight.dt[i])]]))
-            out.append(command[0].numpy())
-    return np.array(out)
+def predict(runtime: Runtime, flight: Flight, config: GateConfig | None = None) -> np.ndarray:
+    """Return the command the flight core gives for every frame, the network's state carried within segments."""
+    clock = ManualClock(EPOCH_NS)
+    core = FlightCore(runtime, config, clock)
+    core.start()
+    out = []
+    for i in range(len(flight.images)):
+        new_segment = i > 0 and flight.segments[i] != flight.segments[i - 1]
+        clock.advance(SEGMENT_GAP_S if new_segment else float(flight.dt[i]))
+        if runtime.uses_imu:
+            core.imu(flight.imu[i])
+        out.append(core.frame(flight.images[i], clock.now))
+    return np.array(out, dtype=np.float64).reshape(-1, 4)
 
 
 def replay(model: str | os.PathLike, bag: str | os.PathLike, plot: str | os.PathLike | None = None,
-           topics: TopicConfig | None = None) -> dict[str, dict[str, float]]:
+           topics: TopicConfig | None = None, runtime: str = DEFAULT_RUNTIME) -> dict[str, dict[str, float]]:
     """Per-axis mean absolute and RMS error of the pilot against the recorded commands."""
-    pilot = load_pilot(model)
-    cfg = pilot.config
-    topics = topics or (TopicConfig() if cfg.use_imu else TopicConfig(imu=None))
-    flight = read_flight(bag, topics, (cfg.image_height, cfg.image_width))
+    pilot = load_runtime(model, runtime)
+    topics = topics or (TopicConfig() if pilot.uses_imu else TopicConfig(imu=None))
+    flight = read_flight(bag, topics, pilot.image_size)
     predicted = predict(pilot, flight)
     error = predicted - flight.commands
     errors = {axis: {"mae": float(np.abs(error[:, i]).mean()), "rmse": float(np.sqrt((error[:, i] ** 2).mean()))}
