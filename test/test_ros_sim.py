@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -116,13 +117,13 @@ def test_commands_are_held_zero_at_start_and_reset_starts_the_next_seed(ros: Ros
     ns = "held"
     listener = Listener(ros, ns, (String, "sim_node/status"), (Odometry, "odom"))
     commands = listener.node.create_publisher(TwistStamped, "cmd_vel", 10)
-    ros.add(sim_node(ns, seed=3, real_time_factor=4.0, auto_reset=False))
+    ros.add(sim_node(ns, seed=3, real_time_factor=4.0, auto_reset=False, command_timeout=5.0))
     odom = listener.got["odom"]
     assert wait_for(lambda: len(odom) >= 16 and commands.get_subscription_count())  # 1 s: no command yet
     assert max(abs(m.twist.twist.linear.x) for m in odom) < 0.1  # hovering on a zero command
     forward = TwistStamped()
     forward.twist.linear.x = 0.5
-    commands.publish(forward)  # once: the simulator holds it
+    commands.publish(forward)  # once: the simulator holds it (for command_timeout)
     since = len(odom)
     assert wait_for(lambda: len(odom) > since + 40)  # 2.5 s simulated
     assert all(abs(m.twist.twist.linear.x - 0.5) < 0.1 for m in odom[-8:])
@@ -130,6 +131,61 @@ def test_commands_are_held_zero_at_start_and_reset_starts_the_next_seed(ros: Ros
     assert response.success and "seed 4" in response.message
     assert wait_for(lambda: [s["reason"] for s in listener.statuses()] == [None, "aborted", None])
     assert listener.statuses()[-1]["seed"] == 4 and listener.statuses()[-1]["episode"] == 1
+
+
+def test_the_drone_flies_a_steady_command_stream_and_hovers_when_it_stops(ros: Ros) -> None:
+    ns = "timeout"
+    timeout = 1.0  # s of simulated time (0.25 s of wall time here): margin for a loaded machine
+    listener = Listener(ros, ns, (Odometry, "odom"))
+    commands = listener.node.create_publisher(TwistStamped, "cmd_vel", 10)
+    forward = TwistStamped()
+    forward.twist.linear.x = 0.5
+    lock, streaming, answered = threading.Lock(), [False], []  # answered: stamps of the frames answered
+
+    def pilot(msg: Odometry) -> None:  # like a pilot: one command per frame, while streaming
+        with lock:
+            if streaming[0]:
+                commands.publish(forward)
+                answered.append(stamp_ns(msg.header.stamp))
+
+    listener.node.create_subscription(Odometry, "odom", pilot, QoSProfile(depth=10))
+    sim = ros.add(sim_node(ns, seed=3, real_time_factor=4.0, auto_reset=False, command_timeout=timeout))
+    flown: list[tuple[float, float]] = []  # (simulated time at the step's start, forward command) per frame
+    step = sim.sim.step
+
+    def spy(command: np.ndarray) -> object:  # runs in the simulation thread
+        flown.append((sim._now_ns() / 1e9, float(command[0])))
+        return step(command)
+
+    sim.sim.step = spy
+    odom = listener.got["odom"]
+    assert wait_for(lambda: odom and commands.get_subscription_count())
+
+    def flown_until(t: float) -> bool:
+        return bool(flown) and flown[-1][0] >= t
+
+    with lock:
+        streaming[0] = True
+    assert wait_for(lambda: answered) and wait_for(lambda: flown_until(answered[0] / 1e9 + 2.5 * timeout))
+    start = answered[0] / 1e9
+    steady = [c for t, c in flown if t > start + 0.5 * timeout]  # long after the first command arrived
+    assert len(steady) > 20 and all(c == 0.5 for c in steady)  # the stream keeps it flying past the timeout
+    assert all(abs(m.twist.twist.linear.x - 0.5) < 0.1 for m in odom[-8:])
+
+    with lock:  # the pilot stops answering: its last command answered the frame stamped `stop`
+        streaming[0] = False
+        stop = answered[-1] / 1e9
+    assert wait_for(lambda: flown_until(stop + timeout + 3.0))
+    after = [(t, c) for t, c in flown if t > stop]
+    assert all(c == 0.5 for t, c in after if t <= stop + timeout)  # held until the timeout
+    hover = [c for t, c in after if t > stop + timeout + 0.5]  # its arrival may lag the frame it answered
+    assert len(hover) > 30 and not any(hover)
+    assert all(abs(m.twist.twist.linear.x) < 0.1 for m in odom[-8:])  # the drone slowed down to a hover
+
+    resumed = flown[-1][0]
+    with lock:
+        streaming[0] = True
+    assert wait_for(lambda: any(c == 0.5 for t, c in flown if t > resumed))  # flying again
 
 
 def test_a_bad_scenario_is_refused_with_a_clear_message(ros: Ros) -> None:

@@ -3,8 +3,10 @@
 Publishes ``camera/image_raw`` and ``camera/camera_info`` (same stamp, ``camera_optical_frame``),
 ``imu/data`` (REP-145), ``odom`` (``odom`` -> ``base_link``, ground truth), ``/clock`` and the
 episode status (JSON on ``~/status``, latched). Flies ``cmd_vel`` (body FLU velocities, held
-until the next one; zero at the start of every episode) or, with ``autopilot: expert``, its
-privileged expert, whose commands it publishes on ``cmd_vel`` for recording demonstrations.
+until the next one for at most ``command_timeout`` of simulated time, then zero: the drone hovers
+when its pilot stops publishing, e.g. killed or crashed; zero at the start of every episode) or,
+with ``autopilot: expert``, its privileged expert, whose commands it publishes on ``cmd_vel`` for
+recording demonstrations (no timeout).
 
 The simulator runs in its own thread, paced at ``real_time_factor``; all stamps are
 simulated time. Between episodes the clock advances by ``EPISODE_GAP_S`` without sensor
@@ -52,6 +54,11 @@ PARAMETERS = (
           read_only=False),
     Param("command_type", "twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
           choices=("twist_stamped", "twist")),
+    Param("command_timeout", 0.5, "s after the last cmd_vel before the drone hovers (zero command): a pilot that "
+          "stops publishing never leaves the drone flying its last command. Simulated time: a command counts "
+          "from the simulated time at which it arrives; at real_time_factor 0 simulated time runs as fast as "
+          "the simulator can, so a pilot slower than that in wall time looks silent (raise this, or pace the "
+          "simulator). Not used with autopilot: expert", low=0.05, high=10.0, read_only=False),
 )
 
 EPISODE_GAP_S = 2.0  # longer than any pilot timeout (at most 1 s)
@@ -83,7 +90,14 @@ class SimNode(Node):
         self.sim = Simulator(scenario)
         self.expert = ExpertPolicy() if p["autopilot"] == "expert" else None
         self._frame_ns = round(1e9 / scenario.sim.camera_hz)
+        # The latest cmd_vel and the simulated time of its arrival (None: none this episode), and the
+        # simulated time of the latest /clock: written by the subscription, read by the simulation
+        # thread, under the lock.
+        self._lock = threading.Lock()
         self._command = ZERO
+        self._command_ns: int | None = None
+        self._clock_ns = 0
+        self._hovering = False  # flying zero because the last command is older than command_timeout
         self._episode = -1
         self._offset_ns = round(EPISODE_GAP_S * 1e9)  # simulated time of the current episode's start
         self._anchor = (0.0, 0, 0.0)  # wall time, simulated time and factor that pacing counts from
@@ -119,7 +133,9 @@ class SimNode(Node):
 
     def _on_command(self, msg: Twist | TwistStamped) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
-        self._command = np.array([twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z])
+        command = np.array([twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z])
+        with self._lock:
+            self._command, self._command_ns = command, self._clock_ns
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         started = threading.Event()
@@ -154,7 +170,8 @@ class SimNode(Node):
     def _start_episode(self) -> None:
         self._episode += 1
         obs = self.sim.reset(self._seed())
-        self._command = ZERO
+        with self._lock:
+            self._command, self._command_ns = ZERO, None
         if self.expert is not None:
             self.expert.reset()
         self._pace_from(self._offset_ns)
@@ -165,19 +182,36 @@ class SimNode(Node):
     def _fly_one_frame(self) -> None:
         # Wait for the next frame's time first, so the step flies the newest command.
         self._wait_until(self._now_ns() + self._frame_ns)
-        obs = self.sim.step(self._command)
+        obs = self.sim.step(self._command if self.expert is not None else self._command_to_fly())
         now = self._now_ns()
         if self.sim.done:
-            self._clock_pub.publish(Clock(clock=time_msg(now)))
+            self._publish_clock(now)
             self._publish_status(self.sim.monitor.reason)
             self._end_episode()
             return
         self._wait_until(now)  # dropped frames make a step longer than one period
         self._publish_frame(obs, now)
 
+    def _command_to_fly(self) -> np.ndarray:
+        """Return the latest cmd_vel, or zero once it is older than ``command_timeout`` (simulated time)."""
+        now = self._now_ns()
+        with self._lock:
+            command, since = self._command, self._command_ns
+        timeout_ns = round(self.params["command_timeout"] * 1e9)
+        stale = since is not None and now - since > timeout_ns
+        if since is not None and stale != self._hovering:  # log the changes only
+            self._hovering = stale
+            if stale:
+                self.get_logger().warning(f"no cmd_vel for more than command_timeout="
+                                          f"{self.params['command_timeout']} s (simulated time): hovering "
+                                          f"until commands resume")
+            else:
+                self.get_logger().info("cmd_vel resumed: flying the commands again")
+        return ZERO if stale else command
+
     def _end_episode(self) -> None:
         self._offset_ns = self._now_ns() + round(EPISODE_GAP_S * 1e9)
-        self._clock_pub.publish(Clock(clock=time_msg(self._offset_ns)))
+        self._publish_clock(self._offset_ns)
 
     def _seed(self) -> int:
         return self.params["seed"] + self._episode
@@ -203,6 +237,11 @@ class SimNode(Node):
             self._stop.wait(delay)
 
     # Messages.
+    def _publish_clock(self, sim_ns: int) -> None:
+        with self._lock:
+            self._clock_ns = sim_ns  # what a command arriving from now on is stamped with
+        self._clock_pub.publish(Clock(clock=time_msg(sim_ns)))
+
     def _publish_status(self, reason: str | None) -> None:
         status = {"scenario": self.sim.scenario.name, "seed": self._seed(), "episode": self._episode,
                   "time": round(self.sim.time, 3), "reason": reason, "success": reason in SUCCESS}
@@ -212,7 +251,7 @@ class SimNode(Node):
 
     def _publish_frame(self, obs: Observation, sim_ns: int) -> None:
         stamp = time_msg(sim_ns)
-        self._clock_pub.publish(Clock(clock=stamp))
+        self._publish_clock(sim_ns)
         self._imu_pub.publish(self._imu(obs.imu, stamp))
         self._odom_pub.publish(self._odom(stamp))
         camera = self.sim.camera
