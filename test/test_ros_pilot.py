@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -459,3 +461,13 @@ def test_frames_of_any_size_are_centre_cropped_and_resized(ros: Ros, model: Path
         want = expected(model, [fit(frame, (64, 64))], [0.0])[0]
         np.testing.assert_allclose(harness.command_for(stamp), want, rtol=1e-6, atol=1e-7)
         assert wait_for(lambda: harness.logged("fitting 640x480 frames") or harness.logged("centre-cropped"))
+
+
+def test_the_pilot_node_loads_neither_the_simulator_nor_pybullet() -> None:
+    """A real drone's pilot must not load the simulator: importing the node (and the flight core) keeps both out."""
+    code = ("import sys, liquid_pilot.ros.pilot_node; "
+            "print(sorted(m for m in sys.modules if m == 'pybullet' or m.startswith(('liquid_pilot.sim', "
+            "'liquid_pilot.data', 'liquid_pilot.train', 'liquid_pilot.eval'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

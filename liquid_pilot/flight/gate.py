@@ -34,6 +34,7 @@ ZERO: Command = (0.0, 0.0, 0.0, 0.0)
 GYRO_RANGE = 34.91  # rad/s: a typical flight IMU's gyro range, +-2000 deg/s (34.907), rounded up
 ACCEL_RANGE = 156.91  # m/s^2: and its accelerometer's, +-16 g (156.906), rounded up
 Log = Callable[[str, str], None]  # (level "warn" or "info", message)
+STALE = ("camera_stale", "imu_stale")  # faults of missing input: each burst also resets the network
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Gate:
         self.config = config or GateConfig()
         self.uses_imu = uses_imu
         self.clock = clock or ManualClock()
-        self.faults = Faults(log or (lambda level, message: None))
+        self.faults = Faults(log if log is not None else (lambda level, message: None))
         self.log = self.faults.log
         self.enabled = False
         self.duplicates = 0  # frames dropped for repeating the previous stamp
@@ -157,6 +158,7 @@ class Gate:
         self._epoch = 0
         self._imu: np.ndarray | None = None
         self._imu_fault = "imu_stale"  # why there is no usable IMU sample, when there is none
+        self._frame_rx = self._imu_rx = self.clock()  # receive times of the last camera message and IMU sample
         self._restart(self.clock())
 
     # Controls.
@@ -174,7 +176,9 @@ class Gate:
 
     def _restart(self, now: int) -> None:
         self.reset()
-        self._frame_rx = self._imu_rx = now  # a grace period of one timeout before missing input counts
+        # A grace period of one timeout before missing input counts as stale. The receive times stay
+        # true: an IMU sample older than imu_timeout is never flown on, enabled afresh or not.
+        self._grace = now
         self._command, self._command_stamp = ZERO, now
         self._needed = 0  # good frames still needed before flying
 
@@ -182,8 +186,9 @@ class Gate:
     def imu(self, values: np.ndarray) -> None:
         """Store a finite IMU sample (``codec.imu_to_array``), or raise a fault if it is beyond the sensor's range."""
         now, c = self.clock(), self.config
-        gyro, accel = float(np.abs(values[:3]).max()), float(np.abs(values[3:]).max())
-        if gyro > c.gyro_range or accel > c.accel_range:
+        # Compared in float32, the samples' own precision: a reading exactly at full scale is plausible.
+        magnitude = np.abs(np.asarray(values, np.float32))
+        if magnitude[:3].max() > np.float32(c.gyro_range) or magnitude[3:].max() > np.float32(c.accel_range):
             self.imu_fault(BadInput("imu_range", f"implausible IMU sample {np.round(values, 3).tolist()}: beyond the "
                                                  f"sensor's range (gyro_range {c.gyro_range:.1f} rad/s, accel_range "
                                                  f"{c.accel_range:.1f} m/s^2): hovering"))
@@ -263,10 +268,10 @@ class Gate:
         now, c = self.clock(), self.config
         if not self.enabled:
             return ZERO, now
-        if not 0 <= now - self._frame_rx <= round(c.camera_timeout * 1e9):
+        if not 0 <= now - max(self._frame_rx, self._grace) <= round(c.camera_timeout * 1e9):
             self._stale("camera_stale", f"no camera frame for more than camera_timeout={c.camera_timeout} s: "
                                         "hovering, network reset", now)
-        if self.uses_imu and not 0 <= now - self._imu_rx <= round(c.imu_timeout * 1e9):
+        if self.uses_imu and not 0 <= now - max(self._imu_rx, self._grace) <= round(c.imu_timeout * 1e9):
             self._stale("imu_stale", f"no IMU sample for more than imu_timeout={c.imu_timeout} s: hovering, "
                                      "network reset", now)
         return self._command, self._command_stamp
@@ -289,13 +294,13 @@ class Gate:
         return self._imu
 
     def _fault(self, kind: str, message: str, now: int, count: bool = True) -> None:
+        if kind in STALE and kind not in self.faults:
+            self.reset()  # whether a frame or the control tick notices missing input first
         self.faults.raise_(kind, message, now, count)
         self._needed = self.config.recover_frames
         self._command, self._command_stamp = ZERO, now
 
     def _stale(self, kind: str, message: str, now: int) -> None:
-        if kind not in self.faults:
-            self.reset()
         self._fault(kind, message, now, count=False)
 
     def _clamp(self, output: np.ndarray) -> Command:
