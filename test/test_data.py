@@ -1,5 +1,7 @@
 """Bags: recording from the simulator, reading real-bag variants, clear errors, the dataset and cache."""
 import dataclasses
+import json
+import math
 import os
 import shutil
 import signal
@@ -15,7 +17,7 @@ import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from liquid_pilot.data import collect as collect_module
-from liquid_pilot.data.bags import TYPESTORE, image_msg, imu_msg, twist_stamped_msg
+from liquid_pilot.data.bags import TYPESTORE, camera_info_msg, image_msg, imu_msg, twist_stamped_msg
 from liquid_pilot.data.collect import CollectInterrupted, collect
 from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, load_flight, load_flights, \
     split_flights
@@ -59,8 +61,12 @@ def test_sqlite3_storage_reads_the_same(bags: Path, tmp_path: Path) -> None:
 
 
 def _write_bag(path: Path, frames: list[tuple[int, object, str]], commands: list[tuple[int, object, str]],
-               imu: list[tuple[int, object]] | None = None, storage: StoragePlugin = StoragePlugin.MCAP) -> Path:
-    """A bag as another recorder would write it: (stamp ns, message, type) per message."""
+               imu: list[tuple[int, object]] | None = None, storage: StoragePlugin = StoragePlugin.MCAP,
+               extra: list[tuple[str, str, int, object]] | None = None) -> Path:
+    """A bag as another recorder would write it: (stamp ns, message, type) per message.
+
+    ``extra``: (topic, type, stamp ns, message) of other topics.
+    """
     with Writer(path, version=9, storage_plugin=storage) as writer:
         conns = {}
 
@@ -75,6 +81,8 @@ def _write_bag(path: Path, frames: list[tuple[int, object, str]], commands: list
             put("/cmd_vel", msgtype, stamp, msg)
         for stamp, msg in imu or []:
             put("/imu/data", "sensor_msgs/msg/Imu", stamp, msg)
+        for topic, msgtype, stamp, msg in extra or []:
+            put(topic, msgtype, stamp, msg)
     return path
 
 
@@ -123,6 +131,80 @@ def test_mono_images_and_resizing(tmp_path: Path) -> None:
     flight = read_flight(_plain_bag(tmp_path / "b", "mono8"), size=(32, 32))
     assert flight.images.shape == (20, 32, 32, 3)
     assert np.array_equal(flight.images[..., 0], flight.images[..., 2])
+
+
+def _four_by_three(k: int) -> np.ndarray:
+    """A 64x48 frame: its centred 48x48 square green with a white 12x12 top-left block (and a
+    frame-dependent dot), the 8 columns either side red (left) and blue (right)."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :8], image[:, 8:56], image[:, 56:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    image[:12, 8:20] = 255
+    image[30:32, 30 + 2 * (k % 8):32 + 2 * (k % 8)] = (0, 0, 0)
+    return image
+
+
+def _four_by_three_bag(path: Path, info: object | None = None, info_topic: str = "/camera/camera_info") -> Path:
+    stamps = [(1_000 + k * 50) * 1_000_000 for k in range(12)]
+    frames = [(s, image_msg(_four_by_three(k), s), "sensor_msgs/msg/Image") for k, s in enumerate(stamps)]
+    commands = [(s, twist_stamped_msg(np.array([0.5, 0, 0, 0.0]), s), "geometry_msgs/msg/TwistStamped")
+                for s in stamps]
+    extra = [] if info is None else [(info_topic, "sensor_msgs/msg/CameraInfo", s, info) for s in stamps]
+    return _write_bag(path, frames, commands, extra=extra)
+
+
+def test_other_aspect_frames_are_centre_cropped_and_the_fov_comes_from_camera_info(tmp_path: Path) -> None:
+    info = camera_info_msg(64, 48, math.radians(60), 1)  # 60 deg high; 75.2 deg across the whole frame
+    flight = read_flight(_four_by_three_bag(tmp_path / "b", info), TopicConfig(imu=None), size=(24, 24))
+    assert flight.images.shape == (12, 24, 24, 3)
+    for k, image in enumerate(flight.images):
+        expected = np.zeros((24, 24, 3), np.uint8)
+        expected[:] = (0, 255, 0)  # the centred 48x48, halved: no red or blue column survives
+        expected[:6, :6] = 255
+        expected[15, 11 + k % 8] = (0, 0, 0)
+        assert np.array_equal(image, expected), k
+    # The model sees the centred square: 60 x 60 deg (not 75 x 60, the whole frame).
+    assert flight.camera_fov_deg == pytest.approx((60.0, 60.0))
+    assert flight.report["camera_info"] == "/camera/camera_info"
+    whole = read_flight(tmp_path / "b", TopicConfig(imu=None))  # not resized: all of the frame
+    assert whole.images.shape == (12, 48, 64, 3)
+    assert whole.camera_fov_deg == pytest.approx((2 * math.degrees(math.atan(32 / 24 * math.tan(math.radians(30)))),
+                                                  60.0))
+
+
+def test_camera_info_of_another_resolution_is_scaled_and_absent_means_unknown(tmp_path: Path) -> None:
+    info = camera_info_msg(128, 96, math.radians(60), 1)  # calibrated at twice the streamed size
+    flight = read_flight(_four_by_three_bag(tmp_path / "scaled", info), TopicConfig(imu=None), size=(24, 24))
+    assert flight.camera_fov_deg == pytest.approx((60.0, 60.0))
+    assert read_flight(tmp_path / "scaled", TopicConfig(imu=None, camera_info=""), (24, 24)).camera_fov_deg is None
+    bare = read_flight(_four_by_three_bag(tmp_path / "bare"), TopicConfig(imu=None), size=(24, 24))
+    assert bare.camera_fov_deg is None and bare.report["camera_info"] is None
+    elsewhere = _four_by_three_bag(tmp_path / "elsewhere", info, "/front/info")
+    assert read_flight(elsewhere, TopicConfig(imu=None), (24, 24)).camera_fov_deg is None
+    named = read_flight(elsewhere, TopicConfig(imu=None, camera_info="/front/info"), (24, 24))
+    assert named.camera_fov_deg == pytest.approx((60.0, 60.0))
+    assert TopicConfig(image="/cam/image_raw/compressed").camera_info_topic() == "/cam/camera_info"
+    assert TopicConfig(image="image_raw").camera_info_topic() == "camera_info"
+
+
+def test_simulator_bags_record_the_camera_fov(bags: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = bags / "forest_summer_000010"
+    assert read_flight(bag, size=(64, 64)).camera_fov_deg == pytest.approx((80.0, 80.0))
+    cache = tmp_path / "cache"
+    first = load_flight(bag, TopicConfig(), (64, 64), cache)
+    from liquid_pilot.data import dataset
+
+    monkeypatch.setattr(dataset, "read_flight", lambda *a: pytest.fail("read instead of the cache"))
+    cached = load_flight(bag, TopicConfig(), (64, 64), cache)
+    assert cached.camera_fov_deg == first.camera_fov_deg and np.array_equal(cached.images, first.images)
+    # An entry without the field of view (an older cache's) is decoded again, never read as "unknown".
+    (entry,) = cache.glob("*.npz")
+    with np.load(entry) as z:
+        arrays = dict(z)
+    meta = json.loads(str(arrays["meta"]))
+    del meta["camera_fov_deg"]
+    np.savez(entry, **{**arrays, "meta": json.dumps(meta)})
+    monkeypatch.setattr(dataset, "read_flight", lambda *a: first)
+    assert load_flight(bag, TopicConfig(), (64, 64), cache).camera_fov_deg == pytest.approx((80.0, 80.0))
 
 
 def test_plain_twist_commands_and_sqlite3(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from builtin_interfaces.msg import Time
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
-from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
+from liquid_pilot.flight.codec import BadInput, compressed_to_rgb, raw_to_rgb
 from liquid_pilot.ros.convert import camera_info, from_cdr, imu_to_array, stamp_ns, time_msg
 from liquid_pilot.sim.quadrotor import quaternion
 

@@ -1,17 +1,21 @@
 """Training from bags: it learns, keeps the best checkpoint, logs, resumes exactly; replay."""
 import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from liquid_pilot.data.collect import collect
+from liquid_pilot.data.reader import Flight
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
+from liquid_pilot.nn.policy import PilotConfig
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import replay
-from liquid_pilot.train.trainer import load_train_config, train
+from liquid_pilot.train.trainer import _with_camera_fov, load_train_config, train, training_fov
 
 FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1}
 
@@ -39,6 +43,9 @@ def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Pat
     assert provenance["epoch"] == val.index(min(val)) + 1 and provenance["flights"] == 4
     pilot = load_pilot(tmp_path / "p.pt")
     assert not torch.allclose(pilot.image_std, torch.full((3,), 0.25))  # normalisation came from the data
+    # The simulator's bags carry their CameraInfo: a 64x64 camera, 80 deg high, as the model sees it.
+    assert pilot.config.camera_fov_deg == pytest.approx([80.0, 80.0])
+    assert provenance["config"]["pilot"]["camera_fov_deg"] is None  # what was asked, not what was found
 
 
 def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_path: Path) -> None:
@@ -57,6 +64,35 @@ def test_replay_compares_with_the_recorded_commands(bags: Path, tmp_path: Path) 
     errors = replay(tmp_path / "p.pt", bags / "forest_summer_000031", tmp_path / "replay.png")
     assert set(errors) == {"vx", "vy", "vz", "yaw_rate"} and all(e["rmse"] >= e["mae"] >= 0 for e in errors.values())
     assert (tmp_path / "replay.png").stat().st_size > 10_000
+
+
+def _flight(bag: str, fov: tuple[float, float] | None) -> Flight:
+    return Flight(bag=bag, images=np.zeros((1, 2, 2, 3), np.uint8), commands=np.zeros((1, 4), np.float32),
+                  imu=np.zeros((1, 6), np.float32), dt=np.zeros(1, np.float32), segments=np.zeros(1, int),
+                  camera_fov_deg=fov)
+
+
+def test_the_training_camera_fov_is_the_flights_mean_and_must_agree() -> None:
+    assert training_fov([_flight("a", (80.0, 60.0)), _flight("b", None), _flight("c", (80.6, 60.4))]) \
+        == pytest.approx([80.3, 60.2])
+    assert training_fov([_flight("a", None)]) is None
+    with pytest.raises(ValueError, match=r"horizontal .*: bags/narrow sees 70.0x60.0 deg, bags/wide 90.0x60.0") \
+            as info:
+        training_fov([_flight("bags/wide", (90.0, 60.0)), _flight("bags/mid", (80.0, 60.0)),
+                      _flight("bags/narrow", (70.0, 60.0))])
+    assert "\n" not in str(info.value) and "bags/narrow" in str(info.value) and "bags/wide" in str(info.value)
+    with pytest.raises(ValueError, match="vertical"):
+        training_fov([_flight("a", (80.0, 60.0)), _flight("b", (80.0, 61.5))])
+    log = io.StringIO()
+    assert _with_camera_fov(PilotConfig(), [_flight("a", None)], log).camera_fov_deg is None
+    assert log.getvalue().count("\n") == 1 and "camera_info" in log.getvalue()
+    assert _with_camera_fov(PilotConfig(), [_flight("a", (70.0, 50.0))], io.StringIO()).camera_fov_deg == [70, 50]
+
+
+@pytest.mark.parametrize("fov", [[80.0], [0.0, 60.0], [80.0, 180.0], 80.0, [float("nan"), 60.0]])
+def test_pilot_config_refuses_impossible_fields_of_view(fov: object) -> None:
+    with pytest.raises(ValueError, match="camera_fov_deg needs two angles"):
+        PilotConfig(camera_fov_deg=fov)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

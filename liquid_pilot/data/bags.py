@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 
-from liquid_pilot.sim.camera import pinhole
+from liquid_pilot.flight.codec import TYPESTORE
+from liquid_pilot.flight.image import pinhole
 from liquid_pilot.sim.quadrotor import quaternion
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 EPOCH_S = 1_700_000_000  # bag time of every episode's start: fixed, so bags are reproducible
 CAMERA_FRAME, BODY_FRAME, WORLD_FRAME = "camera_optical_frame", "base_link", "odom"

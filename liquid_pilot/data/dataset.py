@@ -1,7 +1,8 @@
 """Training sequences from decoded flights: windows with real elapsed time, a cache, augmentation.
 
 Decoded frames are cached on disk per bag; the cache key covers the bag's files (names, sizes,
-modification times) and the decoding settings, so a changed bag is decoded again.
+modification times), the decoding settings, the image preprocessing and the cache's format, so
+a changed bag, or frames prepared another way, are decoded again.
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ import torch
 from torch.utils.data import Dataset
 
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig, read_flight
+from liquid_pilot.flight.image import PREPROCESSING
+
+# Bumped whenever a cache entry's contents change meaning: 2 = frames fitted by flight.image.fit
+# (not squashed) and the camera's field of view stored with them.
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +48,7 @@ def find_bags(paths: list[str | Path]) -> list[Path]:
 
 def _fingerprint(bag: Path, topics: TopicConfig, size: tuple[int, int] | None) -> str:
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in bag.iterdir() if f.is_file())
-    text = json.dumps([str(bag.resolve()), files, dataclasses.asdict(topics), size])
+    text = json.dumps([CACHE_VERSION, PREPROCESSING, str(bag.resolve()), files, dataclasses.asdict(topics), size])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -56,15 +62,18 @@ def load_flight(bag: Path, topics: TopicConfig, size: tuple[int, int] | None, ca
         try:
             with np.load(cached, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
+                fov = meta["camera_fov_deg"]  # absent from older entries: they are rebuilt
                 return Flight(bag=str(bag), images=z["images"], commands=z["commands"], imu=z["imu"], dt=z["dt"],
-                              segments=z["segments"], metadata=meta["metadata"], report=meta["report"])
-        except (OSError, ValueError, KeyError):
+                              segments=z["segments"], camera_fov_deg=None if fov is None else tuple(fov),
+                              metadata=meta["metadata"], report=meta["report"])
+        except (OSError, ValueError, KeyError, TypeError):
             cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
     flight = read_flight(bag, topics, size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: trainings may share the cache
+    meta = {"metadata": flight.metadata, "report": flight.report, "camera_fov_deg": flight.camera_fov_deg}
     np.savez(tmp, images=flight.images, commands=flight.commands, imu=flight.imu, dt=flight.dt,
-             segments=flight.segments, meta=json.dumps({"metadata": flight.metadata, "report": flight.report}))
+             segments=flight.segments, meta=json.dumps(meta))
     tmp.replace(cached)
     return flight
 

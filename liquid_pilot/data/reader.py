@@ -1,6 +1,9 @@
 """Reading flights from rosbag2 bags (MCAP or sqlite3), from our simulator or a real drone.
 
-Images: sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or sensor_msgs/CompressedImage (jpeg, png).
+Images: sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or sensor_msgs/CompressedImage (jpeg, png),
+decoded by ``flight.codec`` and brought to the model's size by ``flight.image.fit`` (centre crop to
+the model's aspect, then resize), exactly as in flight. The camera's sensor_msgs/CameraInfo, when
+the bag has it, gives the field of view the model sees after that crop.
 Commands: geometry_msgs/Twist or TwistStamped. IMU: sensor_msgs/Imu (optional).
 Each frame gets the latest command and IMU sample stamped no later than the frame plus a
 tolerance, and no older than a maximum age; frames without them are reported, not hidden.
@@ -12,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 from rosbags.rosbag2 import Reader
 
-from liquid_pilot.data.bags import TYPESTORE
-from liquid_pilot.data.images import BadInput, compressed_to_rgb, raw_to_rgb
+from liquid_pilot.flight.codec import IMU_TYPE, TYPESTORE, BadInput, image_to_rgb
+from liquid_pilot.flight.image import fit, fov_after_fit
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "geometry_msgs/msg/Twist")
-IMU_TYPE = "sensor_msgs/msg/Imu"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
 class BagError(ValueError):
@@ -35,12 +37,22 @@ class BagError(ValueError):
 @dataclass
 class TopicConfig:
     image: str = "/camera/image_raw"
+    # sensor_msgs/CameraInfo of the image; None: the image topic's sibling camera_info
+    # (/camera/image_raw -> /camera/camera_info); "": do not read one.
+    camera_info: str | None = None
     command: str = "/cmd_vel"
     imu: str | None = "/imu/data"  # None: the pilot flies without IMU
     tolerance_s: float = 0.02  # a command or IMU sample may be stamped this much after its frame
     command_max_age_s: float = 0.5  # older than this, a frame has no usable label
     imu_max_age_s: float = 0.2
     gap_factor: float = 2.5  # a frame interval longer than this many median intervals is a gap
+
+    def camera_info_topic(self) -> str | None:
+        """Return the CameraInfo topic to read, or None."""
+        if self.camera_info is not None:
+            return self.camera_info or None
+        base = self.image.removesuffix("/compressed")  # image_transport's topic for compressed frames
+        return base.rpartition("/")[0] + "/camera_info" if "/" in base else "camera_info"
 
 
 @dataclass
@@ -53,6 +65,9 @@ class Flight:
     imu: np.ndarray  # (N, 6) float32 (zeros without an IMU topic)
     dt: np.ndarray  # (N,) float32 seconds since the previous kept frame; 0 at segment starts
     segments: np.ndarray  # (N,) int: frames of one segment are contiguous in time
+    # (horizontal, vertical) degrees the frames show after preprocessing, from the bag's CameraInfo;
+    # None without one
+    camera_fov_deg: tuple[float, float] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -77,9 +92,25 @@ def _stamp(msg: Any, bag_time: int) -> int:
 
 def _decode(msg: Any, msgtype: str, bag: Path) -> np.ndarray:
     try:
-        return compressed_to_rgb(msg) if msgtype.endswith("CompressedImage") else raw_to_rgb(msg)
+        return image_to_rgb(msg, msgtype)
     except BadInput as bad:
         raise BagError(bag, str(bad)) from None
+
+
+def _camera_fov(info: Any, frame_shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[float, float] | None:
+    """Field of view (degrees) of frames of ``frame_shape`` after ``fit`` to ``size``, from a CameraInfo.
+
+    None for an uncalibrated camera (zero focal lengths). Intrinsics calibrated at another
+    resolution (binning, a scaled stream) are scaled to the frames' size first.
+    """
+    height, width = frame_shape[:2]
+    fx, fy = float(info.k[0]), float(info.k[4])
+    if not (fx > 0 and fy > 0 and np.isfinite(fx) and np.isfinite(fy)):
+        return None
+    if info.width and info.height:
+        fx, fy = fx * width / info.width, fy * height / info.height
+    fov = fov_after_fit(width, height, fx, fy, tuple(size) if size is not None else (height, width))
+    return float(fov[0]), float(fov[1])
 
 
 def _command(msg: Any) -> list[float]:
@@ -97,7 +128,10 @@ def _latest(stamps: np.ndarray, at: np.ndarray, tolerance: int, max_age: int) ->
 
 def read_flight(path: str | Path, topics: TopicConfig | None = None,
                 size: tuple[int, int] | None = None) -> Flight:
-    """Decode a bag; ``size`` (height, width) resizes frames. Raises ``BagError`` on any problem."""
+    """Decode a bag; ``size`` (height, width) fits frames to it (``flight.image.fit``).
+
+    Raises ``BagError`` on any problem.
+    """
     topics = topics or TopicConfig()
     bag = Path(path)
     metadata = bag_metadata(bag)
@@ -116,15 +150,26 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
                 raise BagError(bag, f"no {role} topic {topic!r}; the bag has: {', '.join(sorted(types)) or 'nothing'}")
             if types[topic] not in allowed:
                 raise BagError(bag, f"{role} topic {topic!r} has type {types[topic]}; expected {' or '.join(allowed)}")
+        info_topic = topics.camera_info_topic()
+        if types.get(info_topic) != CAMERA_INFO_TYPE:
+            info_topic = None  # none recorded (or not a CameraInfo): the field of view stays unknown
         frames, frame_stamps, commands, command_stamps, imu, imu_stamps = [], [], [], [], [], []
-        chosen = [c for c in reader.connections if c.topic in {t for t, _ in wanted.values()}]
+        info, shape = None, None
+        topic_names = {t for t, _ in wanted.values()} | {info_topic}
+        chosen = [c for c in reader.connections if c.topic in topic_names]
         try:
             for connection, bag_time, raw in reader.messages(connections=chosen):
+                if connection.topic == info_topic:
+                    if info is None:  # the first is used; a camera's intrinsics do not change in flight
+                        info = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                    continue
                 msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
                 if connection.topic == topics.image:
                     image = _decode(msg, connection.msgtype, bag)
-                    if size is not None and image.shape[:2] != size:
-                        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+                    if shape is None:
+                        shape = image.shape
+                    if size is not None:
+                        image = fit(image, size)
                     frames.append(image)
                     frame_stamps.append(_stamp(msg, bag_time))
                 elif connection.topic == topics.command:
@@ -140,7 +185,11 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
             raise BagError(bag, f"damaged message data (truncated or corrupted?): {exc}") from None
     finally:
         reader.close()
-    return _align(bag, metadata, topics, frames, frame_stamps, commands, command_stamps, imu, imu_stamps)
+    flight = _align(bag, metadata, topics, frames, frame_stamps, commands, command_stamps, imu, imu_stamps)
+    if info is not None:
+        flight.camera_fov_deg = _camera_fov(info, shape, size)
+    flight.report["camera_info"] = info_topic if info is not None else None
+    return flight
 
 
 def _align(bag: Path, metadata: dict, topics: TopicConfig, frames: list, frame_stamps: list, commands: list,

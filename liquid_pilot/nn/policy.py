@@ -2,7 +2,9 @@
 
 Commands are [vx, vy, vz, yaw_rate] in the body frame (FLU, REP-103), m/s and rad/s.
 Input normalisation and output scaling live in the model as buffers, so a checkpoint
-flies without side files.
+flies without side files. Images reach the model already preprocessed, in training and in
+flight alike, by ``liquid_pilot.flight.image.fit``: a centre crop to the model's aspect ratio,
+then a resize to (image_height, image_width); nothing is squashed.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ IMU_FIELDS = ("gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")
 
 @dataclass
 class PilotConfig:
+    """The architecture, and what the network was trained to see; saved in every checkpoint."""
+
     head: str = "cfc_ncp"  # one of HEADS
     units: int = 19  # neurons (NCP heads) or hidden units (baselines)
     features: int = 32  # CNN features fed to the head
@@ -39,6 +43,10 @@ class PilotConfig:
     # Commands are the head's outputs times this: twice the flight limits, so the CfC's bounded
     # motor neurons (in [-1, 1]) reach full speed at 0.5, away from tanh saturation.
     command_scale: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0, 2.0])
+    # [horizontal, vertical] field of view, degrees, of the training camera as the model sees it:
+    # after the preprocessing (centre crop to the model's aspect, flight.image.fit). Set by the
+    # trainer from the bags' CameraInfo; flight warns when its camera differs. None: unknown.
+    camera_fov_deg: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -47,6 +55,13 @@ class PilotConfig:
             raise ValueError(f"command_scale needs {len(COMMAND_AXES)} positive values {COMMAND_AXES}")
         if self.time_scale <= 0 or self.units < 1:
             raise ValueError("time_scale and units must be positive")
+        if self.camera_fov_deg is not None:
+            fov = list(self.camera_fov_deg) if isinstance(self.camera_fov_deg, (list, tuple)) else []
+            if len(fov) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 180
+                                        for v in fov):
+                raise ValueError(f"camera_fov_deg needs two angles in (0, 180) degrees [horizontal, vertical], "
+                                 f"got {self.camera_fov_deg!r}")
+            self.camera_fov_deg = [float(v) for v in fov]
 
 
 class Pilot(nn.Module):

@@ -17,15 +17,6 @@ MOUNT = np.array([0.035, 0.0, 0.01])  # camera position on the body, m (just ahe
 NEAR, FAR = 0.05, 40.0
 
 
-def pinhole(width: int, height: int, vfov: float) -> tuple[float, float, float]:
-    """Return the focal length and principal point (f, cx, cy), in pixels, of an ideal camera.
-
-    ``vfov`` is the vertical field of view (rad); pixel centres sit at whole coordinates, as in
-    OpenCV and ROS.
-    """
-    return (height / 2) / math.tan(vfov / 2), (width - 1) / 2, (height - 1) / 2
-
-
 class Camera:
     def __init__(self, client: int, config: SimConfig, sky: np.ndarray, light: float = 1.0):
         self.client, self.width, self.height = client, config.image_width, config.image_height

@@ -2,6 +2,8 @@
 
 Seeded; a progress bar with loss and speed; validation every epoch on whole held-out flights;
 the best checkpoint kept at ``out``; resumable from ``out.state.pt``; a CSV log and a loss plot.
+The checkpoint records the training camera's field of view after preprocessing, from the bags'
+CameraInfo, so flight can say when its camera differs.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from tqdm import tqdm
 from liquid_pilot import __version__
 from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, default_cache_dir, \
     load_flights, normalisation, split_flights
-from liquid_pilot.data.reader import BagError, TopicConfig
+from liquid_pilot.data.reader import BagError, Flight, TopicConfig
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 
@@ -86,6 +88,29 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+FOV_AGREEMENT_DEG = 1.0  # bags whose cameras differ by more than this cannot train one pilot
+
+
+def training_fov(flights: list[Flight]) -> list[float] | None:
+    """Return the [horizontal, vertical] field of view (degrees) of the flights' frames, or None if unknown.
+
+    Flights without CameraInfo are left out; the others must agree within ``FOV_AGREEMENT_DEG``
+    (their mean is returned), else ValueError names two bags that differ.
+    """
+    known = [f for f in flights if f.camera_fov_deg is not None]
+    if not known:
+        return None
+    for axis, name in enumerate(("horizontal", "vertical")):
+        low = min(known, key=lambda f: f.camera_fov_deg[axis])
+        high = max(known, key=lambda f: f.camera_fov_deg[axis])
+        if high.camera_fov_deg[axis] - low.camera_fov_deg[axis] > FOV_AGREEMENT_DEG:
+            raise ValueError(
+                f"the bags' cameras differ in {name} field of view after preprocessing: {low.bag} sees "
+                f"{low.camera_fov_deg[0]:.1f}x{low.camera_fov_deg[1]:.1f} deg, {high.bag} "
+                f"{high.camera_fov_deg[0]:.1f}x{high.camera_fov_deg[1]:.1f} deg; train one pilot per camera")
+    return [round(float(np.mean([f.camera_fov_deg[axis] for f in known])), 3) for axis in range(2)]
+
+
 def _loss(pilot: Pilot, batch: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """MSE on commands divided by the model's command scale, so every axis counts alike."""
     predicted, _ = pilot(images, batch["imu"] if pilot.config.use_imu else None, batch["dt"])
@@ -105,6 +130,7 @@ def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: 
     flights = load_flights(data, config.topics, (cfg.image_height, cfg.image_width),
                            cache_dir if cache_dir is not None else default_cache_dir(), skip_bad,
                            on_bad=lambda e: print(f"skipping bad bag: {e}", file=log))
+    cfg = _with_camera_fov(cfg, flights, log)
     train_flights, val_flights = split_flights(flights, config.val_fraction, config.seed)
     train_set = SequenceDataset(train_flights, config.sequence_length, config.shift)
     val_set = SequenceDataset(val_flights, config.sequence_length, config.shift)
@@ -174,6 +200,25 @@ def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: 
                       "best": best, "elapsed": elapsed, "history": history}, state_path)
     _plot_losses(history, out.with_suffix(".loss.png"))
     return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out)}
+
+
+def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any) -> PilotConfig:
+    """Return the pilot's config with the training camera's field of view; one set in the config wins."""
+    fov = training_fov(flights)
+    if cfg.camera_fov_deg is not None:
+        if fov is not None and max(abs(a - b) for a, b in zip(fov, cfg.camera_fov_deg)) > FOV_AGREEMENT_DEG:
+            print(f"note: pilot.camera_fov_deg {cfg.camera_fov_deg} is recorded, though the bags' camera_info says "
+                  f"{fov}", file=log)
+        return cfg
+    if fov is None:
+        print("note: no bag has a camera_info topic; the checkpoint does not record the training camera's field "
+              "of view, so flight cannot warn about a different camera", file=log)
+        return cfg
+    missing = sum(f.camera_fov_deg is None for f in flights)
+    if missing:
+        print(f"note: {missing} of {len(flights)} bags have no camera_info; the field of view "
+              f"{fov[0]:.1f}x{fov[1]:.1f} deg comes from the others", file=log)
+    return dataclasses.replace(cfg, camera_fov_deg=fov)
 
 
 @torch.no_grad()
