@@ -21,6 +21,8 @@ def _info(args: argparse.Namespace) -> None:
     print(f"pilot: {args.model or 'freshly initialised default (untrained)'}")
     print(f"head: {cfg.head}   image: {cfg.image_height}x{cfg.image_width} RGB   imu: {cfg.use_imu}   "
           f"time scale: {cfg.time_scale} per second")
+    fov = "unknown" if cfg.camera_fov_deg is None else "{:.0f}x{:.0f} deg".format(*cfg.camera_fov_deg)
+    print(f"camera: any size, centre-cropped to the model's aspect and resized; training field of view {fov}")
     wiring = getattr(pilot.head, "wiring", None)
     if wiring is not None:
         inter, command, motor = wiring.layer_sizes
