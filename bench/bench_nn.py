@@ -21,7 +21,8 @@ from ncps.torch import LTCCell, WiredCfCCell
 from ncps.wirings import AutoNCP
 
 from liquid_pilot.nn.cells import LTC, WiredCfC
-from liquid_pilot.nn.export import OnnxPilot, example_inputs, export_onnx, export_torchscript
+from liquid_pilot.flight.runtime import OnnxPilot
+from liquid_pilot.nn.export import example_inputs, export_onnx, export_torchscript
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.nn.wiring import auto_ncp
 

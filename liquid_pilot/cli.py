@@ -66,14 +66,15 @@ def _wiring(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from liquid_pilot.nn.export import export_onnx, export_torchscript
+    from liquid_pilot.flight.artefact import write_artefact
+    from liquid_pilot.nn.export import export_torchscript
 
     if not (args.onnx or args.torchscript):
         raise SystemExit("error: name at least one of --onnx FILE, --torchscript FILE")
     pilot = load_pilot(args.model)
     if args.onnx:
-        export_onnx(pilot, args.onnx)
-        print(f"wrote {args.onnx}")
+        write_artefact(args.model, args.onnx)
+        print(f"wrote {args.onnx}: the flight artefact (pilot_node flies it with onnxruntime alone)")
     if args.torchscript:
         export_torchscript(pilot, args.torchscript)
         print(f"wrote {args.torchscript}")

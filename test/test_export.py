@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from liquid_pilot.nn.export import OnnxPilot, export_onnx, export_torchscript
+from liquid_pilot.flight.runtime import OnnxPilot
+from liquid_pilot.nn.export import export_onnx, export_torchscript
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 
 STEPS = 50

@@ -57,15 +57,45 @@ class Runtime:
         raise NotImplementedError
 
 
+def onnx_session(path: str | os.PathLike) -> Any:
+    """An onnxruntime session on one CPU thread: a batch-1 step gains nothing from more, and stalls when
+    cores are shared."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxPilot:
+    """An exported step graph in onnxruntime, batched, state handled by the caller (tests and benchmarks).
+
+    Inputs a head never reads (dt for the discrete baselines) are pruned from the graph by the exporter,
+    so only the inputs the session declares are fed.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.session = onnx_session(path)
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self.inputs = set(shapes)
+        self.state_size = int(shapes["state"][1]) if "state" in shapes else 0
+
+    def step(self, image: np.ndarray, imu: np.ndarray | None, state: np.ndarray,
+             dt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {"image": image, "imu": imu, "state": state, "dt": dt}
+        command, state = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
+        return command, state
+
+
 class OnnxRuntime(Runtime):
+    """Steps an exported single-step graph; a flight artefact (``flight.artefact``) is checked on loading."""
+
     def __init__(self, path: str | os.PathLike, trained_fov: tuple[float, float] | None = None):
         super().__init__()
-        import onnxruntime
+        from liquid_pilot.flight.artefact import check_artefact, read_metadata
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # a batch-1 step gains nothing from more, and stalls when cores are shared
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path)
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.inputs = set(shapes)
         image = shapes.get("image")
@@ -74,6 +104,10 @@ class OnnxRuntime(Runtime):
         self.image_size = (int(image[1]), int(image[2]))
         self.uses_imu = "imu" in shapes
         self.state_size = int(shapes["state"][1]) if "state" in shapes else 0
+        self.metadata = read_metadata(self.session)
+        if self.metadata:
+            trained_fov = check_artefact(self.session, self.metadata, path, self.image_size, self.state_size,
+                                         self.uses_imu)
         self.trained_fov = trained_fov
         self._dt = np.zeros((1, 1), np.float32)
         self._zero_imu = np.zeros((1, 6), np.float32)
@@ -144,8 +178,11 @@ def load_runtime(path: str | os.PathLike, kind: str = DEFAULT_RUNTIME) -> Runtim
             raise ValueError(f"{path}: no such file")
         try:
             return OnnxRuntime(path)
+        except ValueError:
+            raise
         except Exception as exc:  # onnxruntime raises its own types for damaged graphs
-            raise ValueError(f"{path}: not a readable ONNX pilot (truncated or corrupted?): {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a readable ONNX pilot (truncated or corrupted?): {first}") from None
     from liquid_pilot.nn.checkpoint import load_pilot
 
     return runtime_for(load_pilot(path), kind)

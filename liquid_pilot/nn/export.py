@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import warnings
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -75,28 +74,3 @@ def export_torchscript(pilot: Pilot, path: str | os.PathLike) -> None:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(PilotStep(pilot), example_inputs(pilot), check_trace=False)
     traced.save(str(path))
-
-
-class OnnxPilot:
-    """Runs an exported step in onnxruntime on one CPU thread.
-
-    Inputs a head never reads (dt for the discrete baselines) are pruned from the graph by
-    the exporter, so only the inputs the session declares are fed.
-    """
-
-    def __init__(self, path: str | os.PathLike, threads: int = 1):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        shapes = {i.name: i.shape for i in self.session.get_inputs()}
-        self.inputs = set(shapes)
-        self.state_size = int(shapes["state"][1]) if "state" in shapes else 0
-
-    def step(self, image: np.ndarray, imu: np.ndarray | None, state: np.ndarray,
-             dt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {"image": image, "imu": imu, "state": state, "dt": dt}
-        command, state = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
-        return command, state
