@@ -436,3 +436,11 @@ def test_flight_core_imports_no_simulator_torch_or_ros() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_flight_message_definitions_are_ros2s() -> None:
+    """The small store flight decodes with defines its types exactly as the full ROS 2 Kilted store does."""
+    from liquid_pilot.flight.codec import FLIGHT_MESSAGES, FLIGHT_TYPES
+
+    for name in FLIGHT_MESSAGES:
+        assert FLIGHT_TYPES.fielddefs[name] == TYPESTORE.fielddefs[name], name

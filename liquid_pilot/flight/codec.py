@@ -13,9 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 from rosbags.serde import SerdeError
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMU_TYPE = "sensor_msgs/msg/Imu"
@@ -32,6 +31,36 @@ ENCODINGS = {
 }
 
 
+# The few message types flight decodes (their standard ROS 2 definitions): a store of these alone is
+# built in milliseconds, where every ROS 2 Kilted type (``TYPESTORE``, built on first use) takes a
+# quarter of a second of the pilot's start-up.
+FLIGHT_MESSAGES = {
+    "builtin_interfaces/msg/Time": "int32 sec\nuint32 nanosec",
+    "std_msgs/msg/Header": "builtin_interfaces/Time stamp\nstring frame_id",
+    "geometry_msgs/msg/Vector3": "float64 x\nfloat64 y\nfloat64 z",
+    "geometry_msgs/msg/Quaternion": "float64 x 0\nfloat64 y 0\nfloat64 z 0\nfloat64 w 1",
+    IMAGE_TYPE: "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\n"
+                "uint32 step\nuint8[] data",
+    COMPRESSED_TYPE: "std_msgs/Header header\nstring format\nuint8[] data",
+    IMU_TYPE: "std_msgs/Header header\ngeometry_msgs/Quaternion orientation\nfloat64[9] orientation_covariance\n"
+              "geometry_msgs/Vector3 angular_velocity\nfloat64[9] angular_velocity_covariance\n"
+              "geometry_msgs/Vector3 linear_acceleration\nfloat64[9] linear_acceleration_covariance",
+}
+FLIGHT_TYPES = get_typestore(Stores.EMPTY)
+for _name, _text in FLIGHT_MESSAGES.items():
+    FLIGHT_TYPES.register(get_types_from_msg(_text, _name))
+_full_store: list = []
+
+
+def __getattr__(name: str) -> Any:
+    """``TYPESTORE``: every ROS 2 Kilted message type (for bags), built on first use."""
+    if name == "TYPESTORE":
+        if not _full_store:
+            _full_store.append(get_typestore(Stores.ROS2_KILTED))
+        return _full_store[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class BadInput(ValueError):
     """An input the pilot must not fly on; ``kind`` names the fault, the message says why."""
 
@@ -46,8 +75,9 @@ def from_cdr(data: bytes, msgtype: str, kind: str) -> Any:
     rosbags' decoder builds a plain message three to four times faster than rclpy's conversion;
     its messages have the same fields.
     """
+    store = FLIGHT_TYPES if msgtype in FLIGHT_MESSAGES else __getattr__("TYPESTORE")
     try:
-        return TYPESTORE.deserialize_cdr(data, msgtype)
+        return store.deserialize_cdr(data, msgtype)
     except (SerdeError, ValueError, IndexError, struct.error) as exc:
         raise BadInput(kind, f"undecodable {msgtype} message ({len(data)} bytes): {exc}") from None
 
