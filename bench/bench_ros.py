@@ -2,18 +2,28 @@
 
 Two processes: pilot_node runs as its own process (``python -m liquid_pilot.ros.pilot_node``)
 with a freshly initialised pilot (the same computation as a trained one); this process is
-the drone, publishing 64x64 rgb8 frames (each after an IMU sample) at 30 Hz and listening to
-cmd_vel. A frame is stamped just before it is published and the pilot stamps the command it
-computes from that frame with the frame's stamp, so latency = the command's arrival at the
-drone's DDS reader (the middleware's receive timestamp) - the frame's stamp: both DDS hops and
-everything pilot_node does included, the benchmark's own Python work around them not. That
-work (building the IMU and image messages before the stamp, the listener's executor after
-the arrival) is reported separately as the round trip to the listener's callback. The watchdog
-repeats the latest command at control_rate: a repeat that comes more than 1.5 control periods
-after the previous one means missed control ticks.
+the drone, publishing rgb8 frames (each after an IMU sample) at 30 Hz and listening to
+cmd_vel. Three frame sizes (64x64, the model's own; 640x480 and 1280x720, which the pilot
+crops and resizes) are measured with each ``sensor_reliability`` setting, the drone's
+publishers using the matching QoS (best effort: the sensor-data profile; reliable: reliable,
+keep last ``RELIABLE_DEPTH``).
 
-The baseline is an echo node in place of pilot_node (same executor, topics and watchdog
-timer, no image decoding and no network): the floor that rclpy, DDS and this machine set.
+A frame is stamped just before it is published and the pilot stamps the command it computes
+from that frame with the frame's stamp, so latency = the command's arrival at the drone's DDS
+reader (the middleware's receive timestamp) - the frame's stamp: both DDS hops and everything
+pilot_node does included, the benchmark's own Python work around them not. Frames are
+serialized once up front and published as bytes with the stamp patched in, so that
+converting a large Python message (about 10 ms for 1280x720 here) is not counted: a camera
+driver does not pay it. The listener's executor after the arrival is reported separately as the
+round trip to the listener's callback. A frame counts as answered when a command carrying its
+stamp arrives; frames lost in transport, or replaced in the pilot's newest-wins slot by a later
+one while the network was busy, are not. The control thread publishes the latest command (or a
+zero stamped with the pilot's clock) at control_rate: such a tick that comes more than 1.5 control
+periods after the previous one means missed control ticks.
+
+The baseline is an echo node in place of pilot_node (same executor, topics, QoS and control
+timer; it reads the stamp off the serialized frame without decoding it, and runs no network):
+the floor that rclpy, DDS and this machine set.
 
     python bench/bench_ros.py [--quick] [--runtime onnx|torch]
 """
@@ -22,36 +32,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, Imu
 from std_srvs.srv import SetBool
 
+from liquid_pilot.flight.codec import stamp_ns
+from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, RUNTIMES, load_runtime
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
-from liquid_pilot.ros.convert import stamp_ns, time_msg
-from liquid_pilot.ros.runtime import DEFAULT_RUNTIME, RUNTIMES, PilotRuntime
+from liquid_pilot.ros.convert import time_msg
 from liquid_pilot.ros.spin import run as run_nodes
 
 CAMERA_HZ = 30.0
 CONTROL_RATE = 50.0
-WARMUP_S = 2.0
+SIZES = ((64, 64), (640, 480), (1280, 720))  # (width, height) of the camera frames
+RELIABILITIES = ("best_effort", "reliable")
+RELIABLE_DEPTH = 1  # the reliable publishers keep only the newest frame: a late frame is worth nothing
+ANSWERED_TARGET = 95.0  # %: of large raw frames answered, for a setting to carry them
 PROCESSES = "two: the node under test in its own process; camera, IMU and cmd_vel listener in the benchmark's"
 
 
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+def emit(metric: str, value: object, unit: str, **extra: object) -> None:
     print(json.dumps({"metric": metric, "value": value, "unit": unit, **extra}), flush=True)
 
 
@@ -63,20 +81,36 @@ def wait_for(condition: Callable[[], object], timeout: float) -> None:
         time.sleep(0.01)
 
 
+def sensor_qos(reliability: str, depth: int = RELIABLE_DEPTH) -> QoSProfile:
+    """The drone's sensor publishers for a pilot whose ``sensor_reliability`` is ``reliability``."""
+    if reliability == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.RELIABLE)
+    return qos_profile_sensor_data
+
+
+def cdr_stamp(data: bytes) -> TimeMsg:
+    """The header stamp of a serialized message that starts with a std_msgs/Header (little-endian CDR)."""
+    sec, nanosec = struct.unpack_from("<iI", data, 4)
+    return TimeMsg(sec=sec, nanosec=nanosec)
+
+
 class EchoNode(Node):
     """The baseline: answers each frame at once with a zero twist carrying the frame's stamp."""
 
-    def __init__(self) -> None:
+    def __init__(self, reliability: str) -> None:
         super().__init__("pilot_node")
         self.stamp = None
         self.pub = self.create_publisher(TwistStamped, "cmd_vel", QoSProfile(depth=10))
-        self.create_subscription(Image, "camera/image_raw", self.on_image, qos_profile_sensor_data)
-        self.create_subscription(Imu, "imu/data", lambda msg: None, qos_profile_sensor_data)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=(
+            ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT))
+        self.create_subscription(Image, "camera/image_raw", self.on_image, qos, raw=True)
+        self.create_subscription(Imu, "imu/data", lambda data: None, qos, raw=True)
         self.create_timer(1.0 / CONTROL_RATE, self.publish)
         self.create_service(SetBool, "~/enable", lambda request, response: response)
 
-    def on_image(self, msg: Image) -> None:
-        self.stamp = msg.header.stamp
+    def on_image(self, data: bytes) -> None:
+        self.stamp = cdr_stamp(data)
         self.publish()
 
     def publish(self) -> None:
@@ -85,9 +119,39 @@ class EchoNode(Node):
         self.pub.publish(msg)
 
 
+class Frames:
+    """Serialized frames of one size, published with a fresh stamp patched into the CDR bytes."""
+
+    def __init__(self, width: int, height: int, count: int, rng: np.random.Generator):
+        self.width, self.height = width, height
+        self.data = []
+        for _ in range(count):
+            msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
+            msg.data = rng.integers(0, 256, (height, width, 3), dtype=np.uint8).tobytes()
+            msg.header.frame_id = "camera_optical_frame"
+            data = serialize_message(msg)
+            assert data[:4] == b"\x00\x01\x00\x00", "expected little-endian CDR"
+            self.data.append((data[:4], data[12:]))
+
+    def stamped(self, k: int, stamp: int) -> bytes:
+        head, tail = self.data[k % len(self.data)]
+        return b"".join((head, struct.pack("<iI", stamp // 1_000_000_000, stamp % 1_000_000_000), tail))
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass
+class Case:
+    frames: Frames
+    warmup: float  # s of frames not measured (the pilot's first frames of this size, DDS settling)
+    duration: float  # s measured
+
+
 def compute_time(model: Path, runtime: str, frames: list[np.ndarray]) -> float:
     """Median seconds of one network step on its own, for comparison with the end-to-end latency."""
-    pilot = PilotRuntime.from_file(model, runtime)
+    pilot = load_runtime(model, runtime)
     imu = np.zeros(6, np.float32)
     times = []
     for image in frames * 3:
@@ -97,44 +161,64 @@ def compute_time(model: Path, runtime: str, frames: list[np.ndarray]) -> float:
     return float(np.median(times[len(frames):]))
 
 
-def percentiles(ms: np.ndarray) -> tuple[float, float]:
+def percentiles(ms: np.ndarray) -> tuple[float | None, float | None]:
+    if len(ms) == 0:
+        return None, None
     return round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3)
 
 
-def measure(command: list[str], frames: list[np.ndarray], duration: float) -> dict[str, float]:
-    """Start the node under test, drive it for ``duration`` seconds after a warm-up, and measure."""
+def measure(command: list[str], reliability: str, cases: list[Case], depth: int) -> list[dict[str, float]]:
+    """Start the node under test, drive it through the cases one after the other, and measure each."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        sent, received = drive(frames, duration)
-    except SystemExit:
-        process.terminate()
-        print(process.communicate(timeout=10)[1], file=sys.stderr)
-        raise
-    process.terminate()
-    process.wait(10)
+        try:
+            runs, received = drive(reliability, cases, depth)
+        except SystemExit:
+            process.terminate()
+            print(process.communicate(timeout=10)[1], file=sys.stderr)
+            raise
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    frames = {stamp for sent, _ in runs for stamp in sent}
     first: dict[int, tuple[int, int]] = {}
-    repeats = []
+    ticks = []  # the control thread's commands: all but the first answer to each frame (zero ones carry the clock)
     for arrival, callback, stamp in received:
-        if stamp in first:
-            repeats.append(arrival)
-        else:
+        if stamp in first or stamp not in frames:
+            ticks.append(arrival)
+        if stamp not in first:
             first[stamp] = arrival, callback
-    answered = [s for s in sent if s in first]
-    p50, p99 = percentiles(np.array([first[s][0] - s for s in answered]) / 1e6)
-    round_trip, _ = percentiles(np.array([first[s][1] - s for s in answered]) / 1e6)
-    window = [t for t in repeats if sent[0] <= t <= sent[-1]]
-    gaps = np.diff(window) / 1e9 * CONTROL_RATE  # in control periods
-    return {"p50": p50, "p99": p99, "round_trip": round_trip, "unanswered": len(sent) - len(answered),
-            "missed": int(sum(round(g) - 1 for g in gaps if g > 1.5)), "ticks": len(window), "frames": len(sent)}
+    results = []
+    for sent, seconds in runs:
+        answered = [s for s in sent if s in first]
+        p50, p99 = percentiles(np.array([first[s][0] - s for s in answered]) / 1e6)
+        round_trip, _ = percentiles(np.array([first[s][1] - s for s in answered]) / 1e6)
+        window = [t for t in ticks if sent[0] <= t <= sent[-1]]
+        gaps = np.diff(window) / 1e9 * CONTROL_RATE  # in control periods
+        results.append({"p50": p50, "p99": p99, "round_trip": round_trip,
+                        "answered": round(100.0 * len(answered) / len(sent), 1),
+                        "unanswered": len(sent) - len(answered),
+                        "missed": int(sum(round(g) - 1 for g in gaps if g > 1.5)), "ticks": len(window),
+                        "frames": len(sent), "camera_hz": round((len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9), 2),
+                        "seconds": seconds})
+    return results
 
 
-def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tuple[int, int, int]]]:
-    """Publish frames at CAMERA_HZ; return the measured frames' stamps and every command's
-    (DDS arrival, callback time, stamp)."""
+Runs = list[tuple[list[int], float]]  # per case: the measured frames' stamps, and its seconds
+
+
+def drive(reliability: str, cases: list[Case], depth: int) -> tuple[Runs, list[tuple[int, int, int]]]:
+    """Publish each case's frames at CAMERA_HZ; return each case's measured stamps (and seconds) and
+    every command's (DDS arrival, callback time, stamp)."""
     rclpy.init()
     node = rclpy.create_node("bench_ros")
-    images = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
-    imu = node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
+    images = node.create_publisher(Image, "camera/image_raw", sensor_qos(reliability, depth))
+    imu = node.create_publisher(Imu, "imu/data", sensor_qos(reliability, depth))
     received: list[tuple[int, int, int]] = []
     node.create_subscription(
         TwistStamped, "cmd_vel",
@@ -151,68 +235,109 @@ def drive(frames: list[np.ndarray], duration: float) -> tuple[list[int], list[tu
 
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
+    runs = []
     try:
         wait_for(lambda: images.get_subscription_count() and imu.get_subscription_count() and received, 60)
         enable = node.create_client(SetBool, "pilot_node/enable")
         wait_for(enable.service_is_ready, 30)
         future = enable.call_async(SetBool.Request(data=True))
         wait_for(future.done, 10)
-        sent: list[int] = []
+        sample = Imu()
+        sample.linear_acceleration.z = 9.81
         period = 1.0 / CAMERA_HZ
-        start = time.perf_counter()
-        for k in range(int((WARMUP_S + duration) * CAMERA_HZ)):
-            time.sleep(max(0.0, start + k * period - time.perf_counter()))
-            sample = Imu()
-            sample.header.stamp = time_msg(time.time_ns())
-            sample.linear_acceleration.z = 9.81
-            imu.publish(sample)
-            msg = Image(height=64, width=64, encoding="rgb8", step=192, data=frames[k % len(frames)].tobytes())
-            msg.header.frame_id = "camera_optical_frame"
-            stamp = time.time_ns()
-            msg.header.stamp = time_msg(stamp)
-            images.publish(msg)
-            if k >= WARMUP_S * CAMERA_HZ:
-                sent.append(stamp)
-        time.sleep(0.5)  # the last commands' flight time
+        for case in cases:
+            sent: list[int] = []
+            warmup = int(case.warmup * CAMERA_HZ)
+            start = time.perf_counter()
+            for k in range(warmup + int(case.duration * CAMERA_HZ)):
+                time.sleep(max(0.0, start + k * period - time.perf_counter()))
+                sample.header.stamp = time_msg(time.time_ns())
+                imu.publish(sample)
+                stamp = time.time_ns()
+                images.publish(case.frames.stamped(k, stamp))
+                if k >= warmup:
+                    sent.append(stamp)
+            time.sleep(0.5)  # the last commands' flight time
+            runs.append((sent, case.duration))
     finally:
         stop.set()
         spinner.join()
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()
-    return sent, received
+    return runs, received
+
+
+def ratio(ours: float | None, base: float | None) -> float | None:
+    return None if ours is None or not base else round(ours / base, 2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 s per measurement instead of 60 s")
+    parser.add_argument("--quick", action="store_true",
+                        help="4 s per case (after a 1 s warm-up) instead of 60 s for 64x64 and 20 s for the others")
     parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME, help="pilot_node's runtime")
-    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the baseline's process
+    parser.add_argument("--reliable-depth", type=int, choices=range(1, 6), default=RELIABLE_DEPTH, metavar="1..5",
+                        help=f"history depth of the reliable publishers (default {RELIABLE_DEPTH})")
+    parser.add_argument("--only", choices=RELIABILITIES, help="measure one sensor_reliability setting")
+    parser.add_argument("--echo", choices=RELIABILITIES, help=argparse.SUPPRESS)  # the baseline's process
     args = parser.parse_args()
     if args.echo:
-        raise SystemExit(run_nodes([EchoNode], []))
-    duration = 10.0 if args.quick else 60.0
+        raise SystemExit(run_nodes([lambda: EchoNode(args.echo)], []))
     os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)  # isolated from other runs
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(30)]
+    cases = []
+    for width, height in SIZES:
+        small = (width, height) == SIZES[0]
+        frames = Frames(width, height, 30 if small else 5, rng)
+        if args.quick:
+            cases.append(Case(frames, 1.0, 4.0))
+        else:
+            cases.append(Case(frames, 2.0, 60.0 if small else 20.0))
+    step_frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(30)]
+    results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "pilot.pt"
         save_pilot(Pilot(seed=0), model)
-        step_ms = compute_time(model, args.runtime, frames) * 1e3
-        base = measure([sys.executable, __file__, "--echo"], frames, duration)
-        ours = measure([sys.executable, "-m", "liquid_pilot.ros.pilot_node", "--ros-args", "-p", f"model:={model}",
-                        "-p", f"runtime:={args.runtime}", "-p", f"control_rate:={CONTROL_RATE}"], frames, duration)
-    common = {"processes": PROCESSES, "runtime": args.runtime, "camera_hz": CAMERA_HZ, "seconds": duration,
-              "frames": ours["frames"]}
-    emit("pilot_step_alone", round(step_ms, 3), "ms", runtime=args.runtime, note="network step without ROS")
-    emit("ros_latency_p50", ours["p50"], "ms", target=2.0, baseline=base["p50"], **common)
-    emit("ros_latency_p99", ours["p99"], "ms", target=10.0, baseline=base["p99"], **common)
-    emit("ros_round_trip_p50", ours["round_trip"], "ms", baseline=base["round_trip"],
-         note="to the listener's Python callback, the benchmark's own executor included", **common)
-    emit("ros_frames_without_command", ours["unanswered"], "frames", baseline=base["unanswered"], **common)
-    emit("ros_missed_control_ticks", ours["missed"], "ticks", baseline=base["missed"], control_rate=CONTROL_RATE,
-         ticks=ours["ticks"], expected_ticks=int(duration * CONTROL_RATE), **common)
+        step_ms = compute_time(model, args.runtime, step_frames) * 1e3
+        emit("pilot_step_alone", round(step_ms, 3), "ms", runtime=args.runtime, note="network step without ROS")
+        for reliability in RELIABILITIES if args.only is None else (args.only,):
+            depth = args.reliable_depth
+            base = measure([sys.executable, __file__, "--echo", reliability], reliability, cases, depth)
+            ours = measure([sys.executable, "-m", "liquid_pilot.ros.pilot_node", "--ros-args", "-p", f"model:={model}",
+                            "-p", f"runtime:={args.runtime}", "-p", f"control_rate:={CONTROL_RATE}",
+                            "-p", f"sensor_reliability:={reliability}"], reliability, cases, depth)
+            for case, o, b in zip(cases, ours, base):
+                results.setdefault(case.frames.name, {})[reliability] = o
+                small = case.frames is cases[0].frames
+                common = {"image": case.frames.name, "encoding": "rgb8", "sensor_reliability": reliability,
+                          "publisher_qos": (f"reliable, keep last {depth}" if reliability == "reliable"
+                                            else "sensor data (best effort, keep last 5)"),
+                          "processes": PROCESSES, "runtime": args.runtime, "camera_hz": CAMERA_HZ,
+                          "camera_hz_sent": o["camera_hz"], "seconds": o["seconds"], "frames": o["frames"]}
+                emit("ros_latency_p50", o["p50"], "ms", **({"target": 2.0} if small else {}), baseline=b["p50"],
+                     ratio=ratio(o["p50"], b["p50"]), **common)
+                emit("ros_latency_p99", o["p99"], "ms", **({"target": 10.0} if small else {}), baseline=b["p99"],
+                     ratio=ratio(o["p99"], b["p99"]), **common)
+                emit("ros_round_trip_p50", o["round_trip"], "ms", baseline=b["round_trip"],
+                     note="to the listener's Python callback, the benchmark's own executor included", **common)
+                emit("ros_frames_answered", o["answered"], "%", baseline=b["answered"],
+                     unanswered=o["unanswered"], baseline_unanswered=b["unanswered"], **common)
+                emit("ros_missed_control_ticks", o["missed"], "ticks", baseline=b["missed"],
+                     control_rate=CONTROL_RATE, ticks=o["ticks"], expected_ticks=int(o["seconds"] * CONTROL_RATE),
+                     **common)
+    large = [case.frames.name for case in cases[1:]]
+    carrying = []
+    for reliability in results[large[0]]:
+        worst = min(results[name][reliability]["answered"] for name in large)
+        if worst >= ANSWERED_TARGET:
+            carrying.append(reliability)
+        emit("ros_large_raw_frames_answered_min", worst, "%", sensor_reliability=reliability, images=large,
+             target=ANSWERED_TARGET, passes=worst >= ANSWERED_TARGET)
+    emit("ros_large_raw_frames_setting", ", ".join(carrying) or "none", "sensor_reliability",
+         note=f"the settings that answer >= {ANSWERED_TARGET:g}% of {' and '.join(large)} rgb8 frames at "
+              f"{CAMERA_HZ:g} Hz")
 
 
 if __name__ == "__main__":

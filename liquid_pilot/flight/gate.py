@@ -201,13 +201,14 @@ class Gate:
         if self.uses_imu:
             self._fault(bad.kind, str(bad), self.clock())
 
-    def admit(self, stamp: int) -> Admission | None:
+    def admit(self, stamp: int, received: int | None = None) -> Admission | None:
         """Admit a camera frame (its pixels not decoded yet): return the step to take, or None (disabled, duplicate).
 
         Raises BadInput for a stamp or an IMU the pilot must not fly on; the caller then calls ``reject``.
+        ``received``: when the frame arrived (clock time; default now), for a caller that queues frames.
         """
         now, c = self.clock(), self.config
-        self._frame_rx = now
+        self._frame_rx = max(self._frame_rx, now if received is None else received)
         if not self.enabled:
             return None
         timeout = round(c.camera_timeout * 1e9)
@@ -229,10 +230,10 @@ class Gate:
         dt = 0.0 if reset else (stamp - self._prev) / 1e9
         return Admission(stamp, dt, imu, reset, self._epoch)
 
-    def reject(self, bad: BadInput) -> Command:
+    def reject(self, bad: BadInput, received: int | None = None) -> Command:
         """Refuse a frame that cannot be flown (``admit`` or decoding failed): hover; return the command to publish."""
         now = self.clock()
-        self._frame_rx = now
+        self._frame_rx = max(self._frame_rx, now if received is None else received)
         if self.enabled:
             self._fault(bad.kind, str(bad), now)
         return ZERO
@@ -274,6 +275,8 @@ class Gate:
         if self.uses_imu and not 0 <= now - max(self._imu_rx, self._grace) <= round(c.imu_timeout * 1e9):
             self._stale("imu_stale", f"no IMU sample for more than imu_timeout={c.imu_timeout} s: hovering, "
                                      "network reset", now)
+        if self._command is ZERO:  # hovering: zero carries the current time, so its age is never mistaken
+            return ZERO, now
         return self._command, self._command_stamp
 
     @property

@@ -84,7 +84,10 @@ PARAMETERS = (
 )
 GATE_PARAMETERS = ("camera_timeout", "imu_timeout", "max_speed_xy", "max_speed_z", "max_yaw_rate", "recover_frames",
                    "gyro_range", "accel_range")
-FINAL_ZERO_WAIT_S = 1.0  # how long the final zero waits for reliable subscribers to acknowledge it
+FINAL_ZEROS = 5  # the final zero is sent this many times, one control period apart: a reliable writer's last
+#                 message is acknowledged only at its next heartbeat (about a second with Fast DDS), one
+#                 followed by others at once, so the repeats make the wait below short
+FINAL_ZERO_WAIT_S = 0.5  # how long the final zeros wait for reliable subscribers to acknowledge them
 
 
 class PilotNode(Node):
@@ -101,7 +104,7 @@ class PilotNode(Node):
             f"{' + IMU' if runtime.uses_imu else ''}, {runtime.state_size} neurons of state")
         self._lock = threading.Lock()  # the gate and the command publisher; held briefly, never while stepping
         self._stop = threading.Event()
-        self._frame: bytes | None = None  # the newest frame waiting for the step thread
+        self._frame: tuple[bytes, int] | None = None  # the newest frame waiting for the step thread, and its arrival
         self._frame_ready = threading.Condition()
         self.replaced_frames = 0  # frames replaced by a newer one before the network was free
         self.frames_handled = 0  # frames the step thread has finished with (flown, refused or dropped)
@@ -172,10 +175,14 @@ class PilotNode(Node):
         try:
             with self._lock:
                 self.gate.set_enabled(False)
-                self._publish(ZERO, self._now())
+            for i in range(FINAL_ZEROS):
+                if i:
+                    time.sleep(1.0 / self.params["control_rate"])
+                with self._lock:
+                    self._publish(ZERO, self._now())
             if not self._cmd_pub.wait_for_all_acked(Duration(seconds=FINAL_ZERO_WAIT_S)):
-                self.get_logger().warning(f"final zero command not acknowledged by every subscriber within "
-                                          f"{FINAL_ZERO_WAIT_S} s")
+                self.get_logger().info(f"final zero sent; not every subscriber acknowledged it within "
+                                       f"{FINAL_ZERO_WAIT_S} s")
         except Exception as exc:  # the context may be gone already (shut down elsewhere): nothing more to do
             self.get_logger().warning(f"could not publish the final zero command: {exc}")
         super().destroy_node()
@@ -205,10 +212,11 @@ class PilotNode(Node):
             self.imu_samples += 1
 
     def _on_image(self, data: bytes) -> None:
+        received = self._now()  # the camera counts as alive from the frame's arrival, not from its turn to step
         with self._frame_ready:
             if self._frame is not None:
                 self.replaced_frames += 1
-            self._frame = data
+            self._frame = (data, received)
             self._frame_ready.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -229,16 +237,16 @@ class PilotNode(Node):
             with self._frame_ready:
                 while self._frame is None and not self._stop.is_set():
                     self._frame_ready.wait()
-                data, self._frame = self._frame, None
-            if data is not None and not self._stop.is_set():
-                self._guard(self._fly_frame)(data)
+                frame, self._frame = self._frame, None
+            if frame is not None and not self._stop.is_set():
+                self._guard(self._fly_frame)(*frame)
                 self.frames_handled += 1
 
-    def _fly_frame(self, data: bytes) -> None:
+    def _fly_frame(self, data: bytes, received: int) -> None:
         try:
             msg = from_cdr(data, self._image_type, "decode")
             with self._lock:
-                admission = self.gate.admit(stamp_ns(msg.header.stamp))
+                admission = self.gate.admit(stamp_ns(msg.header.stamp), received)
             if admission is None:  # disabled, or the same frame delivered again
                 return
             rgb = image_to_rgb(msg, self._image_type, self.params["max_image_pixels"])
@@ -246,7 +254,7 @@ class PilotNode(Node):
             output = self.core.step(admission, rgb)
         except BadInput as bad:
             with self._lock:
-                self.gate.reject(bad)
+                self.gate.reject(bad, received)
                 self._publish(*self.gate.tick())
             return
         with self._lock:
