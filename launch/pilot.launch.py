@@ -3,7 +3,10 @@
     ros2 launch liquid_pilot pilot.launch.py namespace:=drone1 image_topic:=/camera/color/image_raw
     ros2 service call /drone1/pilot_node/enable std_srvs/srv/SetBool "{data: true}"   # once airborne
 
-The pilot starts disabled, publishing zero commands, until it is enabled.
+    ros2 launch liquid_pilot pilot.launch.py --show-args
+
+The node gets config/pilot.yaml first, then the user's params_file, so that file needs only what
+it changes. The pilot starts disabled, publishing zero commands, until it is enabled.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -13,10 +16,12 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description() -> LaunchDescription:
-    pilot_params = PathJoinSubstitution([FindPackageShare("liquid_pilot"), "config", "pilot.yaml"])
+    pilot_defaults = PathJoinSubstitution([FindPackageShare("liquid_pilot"), "config", "pilot.yaml"])
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
-        DeclareLaunchArgument("params_file", default_value=pilot_params, description="pilot_node parameter file"),
+        DeclareLaunchArgument("params_file", default_value=pilot_defaults,
+                              description="your parameter file (a /**/pilot_node section), applied on top of "
+                                          "config/pilot.yaml: set only what you change (e.g. model)"),
         DeclareLaunchArgument("image_topic", default_value="camera/image_raw",
                               description="camera images (sensor_msgs/Image; /compressed is appended for "
                                           "image_transport: compressed)"),
@@ -28,7 +33,7 @@ def generate_launch_description() -> LaunchDescription:
             executable="pilot_node",
             name="pilot_node",
             namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file")],
+            parameters=[pilot_defaults, LaunchConfiguration("params_file")],
             remappings=[
                 ("camera/image_raw", LaunchConfiguration("image_topic")),
                 ("imu/data", LaunchConfiguration("imu_topic")),

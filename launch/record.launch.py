@@ -1,10 +1,13 @@
 """Record demonstrations: the simulator flies its privileged expert, the recorder writes MCAP bags.
 
-    ros2 launch liquid_pilot record.launch.py record_params_file:=my_record.yaml
+    ros2 launch liquid_pilot record.launch.py params_file:=my_record.yaml
+    ros2 launch liquid_pilot record.launch.py --show-args
 
-config/record.yaml (on top of config/sim.yaml) switches the simulator to the expert and
-sets the recorder's topics, output folder and splitting. Stop with Ctrl-C: the open bag is
-closed and stays readable. `liquid-pilot ros record` runs the same nodes in one process.
+Each node gets the shipped defaults first (sim_node: config/sim.yaml then config/record.yaml,
+which switches it to the expert; recorder_node: config/record.yaml: topics, output folder,
+splitting), then the user's params_file, so that file needs only what it changes. The simulator
+starts its first episode once the recorder subscribes. Stop with Ctrl-C: the open bag is closed
+and stays readable. `liquid-pilot ros record` runs the same nodes in one process.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -15,20 +18,25 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description() -> LaunchDescription:
     config = PathJoinSubstitution([FindPackageShare("liquid_pilot"), "config"])
-    sim_params = PathJoinSubstitution([config, "sim.yaml"])
-    record_params = PathJoinSubstitution([config, "record.yaml"])
+    sim_defaults = PathJoinSubstitution([config, "sim.yaml"])
+    record_defaults = PathJoinSubstitution([config, "record.yaml"])
     namespace = LaunchConfiguration("namespace")
+    params_file = LaunchConfiguration("params_file")
+    log_level = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of both nodes and their topics"),
-        DeclareLaunchArgument("sim_params_file", default_value=sim_params, description="sim_node parameters"),
-        DeclareLaunchArgument("record_params_file", default_value=record_params,
-                              description="the expert autopilot for sim_node, and recorder_node parameters"),
+        DeclareLaunchArgument("params_file", default_value=record_defaults,
+                              description="your parameter file (/**/sim_node and/or /**/recorder_node sections), "
+                                          "applied on top of config/sim.yaml and config/record.yaml: set only what "
+                                          "you change (e.g. the recorder's output)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         Node(
             package="liquid_pilot",
             executable="sim_node",
             name="sim_node",
             namespace=namespace,
-            parameters=[LaunchConfiguration("sim_params_file"), LaunchConfiguration("record_params_file")],
+            parameters=[sim_defaults, record_defaults, params_file],
+            arguments=log_level,
             output="screen",
             emulate_tty=True,
         ),
@@ -37,7 +45,8 @@ def generate_launch_description() -> LaunchDescription:
             executable="recorder_node",
             name="recorder_node",
             namespace=namespace,
-            parameters=[LaunchConfiguration("record_params_file")],
+            parameters=[record_defaults, params_file],
+            arguments=log_level,
             output="screen",
             emulate_tty=True,
             sigterm_timeout="10",  # time to close the open bag

@@ -24,10 +24,11 @@ from test_ros_support import Ros, isolate, wait_for
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros import launcher
+from liquid_pilot.ros.params import BUILTIN
 from liquid_pilot.ros.pilot_node import PilotNode
 from liquid_pilot.ros.player_node import PlayerNode
 from liquid_pilot.ros.recorder_node import RecorderNode
-from liquid_pilot.ros.sim_node import SimNode
+from liquid_pilot.ros.sim_node import EPISODE_GAP_S, SimNode
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -66,25 +67,44 @@ def console_scripts() -> dict[str, str]:
     return dict((part.strip() for part in item.split("=")) for item in scripts)
 
 
+def launch_arguments(path: Path) -> dict[str, dict]:
+    """Each DeclareLaunchArgument of a launch file: its default (an AST node or None) and description."""
+    arguments = {}
+    for call in ast.walk(ast.parse(path.read_text())):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
+            kwargs = {k.arg: k.value for k in call.keywords}
+            description = kwargs.get("description")
+            arguments[call.args[0].value] = {
+                "default": kwargs.get("default_value"),
+                "description": ast.literal_eval(description) if description is not None else ""}
+    return arguments
+
+
 def launch_nodes(path: Path) -> list[dict]:
-    """Each Node(...) of a launch file: executable, name, parameter files in order, literal parameters."""
+    """Each Node(...) of a launch file: executable, name, shipped parameter files in order, whether the user's
+    ``params_file`` comes last (and its default), and the names of literal parameters."""
     tree = ast.parse(path.read_text())
     assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
-    arguments = {}
-    for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
-            default = next((k.value for k in call.keywords if k.arg == "default_value"), None)
-            arguments[call.args[0].value] = default
+    arguments = launch_arguments(path)
+
+    def resolve(expr: ast.AST) -> ast.AST:
+        while isinstance(expr, ast.Name) and expr.id in assigned:
+            expr = assigned[expr.id]
+        return expr
+
+    def user_file(expr: ast.AST) -> bool:
+        expr = resolve(expr)
+        return (isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration"
+                and expr.args[0].value == "params_file")
 
     def yaml_files(expr: ast.AST) -> list[str]:
         """The .yaml names an expression leads to, through variables and launch arguments' defaults."""
+        expr = resolve(expr)
         if isinstance(expr, ast.Constant) and str(expr.value).endswith(".yaml"):
             return [expr.value]
-        if isinstance(expr, ast.Name) and expr.id in assigned:
-            return yaml_files(assigned[expr.id])
         if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration":
-            default = arguments.get(expr.args[0].value)
+            default = arguments.get(expr.args[0].value, {}).get("default")
             return [] if default is None else yaml_files(default)
         return [name for child in ast.iter_child_nodes(expr) for name in yaml_files(child)]
 
@@ -92,19 +112,28 @@ def launch_nodes(path: Path) -> list[dict]:
     for call in ast.walk(tree):
         if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Node":
             kwargs = {k.arg: k.value for k in call.keywords}
-            parameters = kwargs.get("parameters", ast.List(elts=[]))
+            elements = resolve(kwargs.get("parameters", ast.List(elts=[]))).elts
+            user = bool(elements) and user_file(elements[-1])
             nodes.append({
                 "executable": kwargs["executable"].value, "name": kwargs["name"].value,
-                "files": [name for element in parameters.elts for name in yaml_files(element)],
-                "literal": [k.value for element in parameters.elts if isinstance(element, ast.Dict)
-                            for k in element.keys],
+                "files": [name for element in (elements[:-1] if user else elements) for name in yaml_files(element)],
+                "user": user,
+                "user_default": yaml_files(elements[-1]) if user else [],
+                "literal": [k.value for element in elements if isinstance(resolve(element), ast.Dict)
+                            for k in resolve(element).keys],
             })
     return nodes
 
 
+def table(node: str) -> set[str]:
+    """The parameter names a node's module declares in its PARAMETERS table (nodes of other engineers too)."""
+    module = console_scripts()[node].split(":")[0]
+    return {p.name for p in importlib.import_module(module).PARAMETERS}
+
+
 @pytest.fixture(scope="module")
 def declared(ros: Ros, model: Path, bag: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    """The parameter names each node really declares, from live instances."""
+    """The parameter names each node really declares, from live instances; other nodes: their table and rclpy's."""
     nodes = {
         "pilot_node": PilotNode(namespace="declared", parameter_overrides=[Parameter("model", value=str(model))]),
         "sim_node": SimNode(namespace="declared", parameter_overrides=[Parameter("real_time_factor", value=0.5)]),
@@ -115,12 +144,16 @@ def declared(ros: Ros, model: Path, bag: Path, tmp_path_factory: pytest.TempPath
     names = {name: set(node.list_parameters([], 0).names) for name, node in nodes.items()}
     for node in nodes.values():
         node.destroy_node()
+    for path in LAUNCH_FILES:
+        for node in launch_nodes(path):
+            if node["name"] not in names:
+                names[node["name"]] = table(node["executable"]) | set(BUILTIN)
     return names
 
 
 def test_launch_files_name_our_executables_and_existing_config_files(declared: dict[str, set[str]]) -> None:
     scripts = console_scripts()
-    assert {path.name for path in LAUNCH_FILES} == {"pilot.launch.py", "sim.launch.py", "record.launch.py"}
+    assert {"pilot.launch.py", "sim.launch.py", "record.launch.py"} <= {path.name for path in LAUNCH_FILES}
     for path in LAUNCH_FILES:
         nodes = launch_nodes(path)
         assert nodes, path
@@ -133,6 +166,28 @@ def test_launch_files_name_our_executables_and_existing_config_files(declared: d
             for name in node["files"]:
                 assert (CONFIG / name).is_file(), (path, name)
             assert set(node["literal"]) <= declared[node["name"]], (path, node)
+
+
+def test_every_launch_argument_is_documented_and_declared() -> None:
+    # `ros2 launch liquid_pilot X.launch.py --show-args` prints these descriptions.
+    for path in LAUNCH_FILES:
+        arguments = launch_arguments(path)
+        for name, argument in arguments.items():
+            assert len(argument["description"]) > 10, (path, name)
+        used = {call.args[0].value for call in ast.walk(ast.parse(path.read_text()))
+                if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "LaunchConfiguration"}
+        assert used <= set(arguments), (path, used - set(arguments))
+
+
+@pytest.mark.parametrize("mode", ["pilot", "sim", "record"])
+def test_the_users_file_comes_last_over_every_nodes_shipped_defaults(mode: str) -> None:
+    # A user's file sets only what it changes: what it leaves out keeps the shipped value (issue: a file with
+    # only a sim_node section used to ground the pilot).
+    path = ROOT / "launch" / f"{mode}.launch.py"
+    for node in launch_nodes(path):
+        assert node["user"], (path, node["name"])
+        # The argument's default is one of the node's shipped files: applying it again changes nothing.
+        assert len(node["user_default"]) == 1 and node["user_default"][0] in node["files"], (path, node)
 
 
 def test_every_parameter_in_the_config_files_is_declared_by_its_node(declared: dict[str, set[str]]) -> None:
@@ -154,14 +209,14 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(declared: d
 def test_the_parameter_tables_are_what_the_nodes_declare(declared: dict[str, set[str]]) -> None:
     for node in launcher.NODES:
         assert {p.name for p in launcher.parameters(node)} <= declared[node]
-        assert declared[node] - {p.name for p in launcher.parameters(node)} <= {"use_sim_time",
-                                                                                "start_type_description_service"}
+        assert declared[node] - {p.name for p in launcher.parameters(node)} <= set(BUILTIN)
 
 
 def test_the_launcher_modes_are_the_launch_files() -> None:
     for path in LAUNCH_FILES:
         mode = path.name.removesuffix(".launch.py")
-        assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
+        if mode in launcher.MODES or mode in ("pilot", "sim", "record"):
+            assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
 
 
 def params_file(*names: str, extra: str = "") -> list[str]:
@@ -187,8 +242,20 @@ def test_the_config_files_load_through_rcl_as_launch_files_pass_them(ros: Ros, m
     # rcl's own YAML parser reads them (as ros2 launch passes them); the values arrive typed and whole.
     pilot = PilotNode(namespace="yaml", cli_args=params_file("pilot.yaml", "sim.yaml", extra=f"model:={model}"))
     expect(pilot, "pilot.yaml", "sim.yaml", besides="model")
-    assert pilot.params["start_enabled"] and pilot.get_parameter("use_sim_time").value
+    assert pilot.get_parameter("use_sim_time").value  # in the simulator, sim_node enables the pilot per episode
+    assert not pilot.params["start_enabled"]
     pilot.destroy_node()
+    # A user's file that sets only the simulator, passed last to both nodes (as sim.launch.py's params_file):
+    # the pilot keeps the shipped simulation settings.
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**/sim_node:\n  ros__parameters:\n    scenario: urban\n")
+    pilot = PilotNode(namespace="yaml", cli_args=params_file("pilot.yaml", "sim.yaml", extra=f"model:={model}")
+                      + ["--params-file", str(mine)])
+    assert pilot.get_parameter("use_sim_time").value
+    pilot.destroy_node()
+    sim = SimNode(namespace="yaml", cli_args=params_file("sim.yaml") + ["--params-file", str(mine)])
+    assert sim.params["scenario"] == "urban" and sim.params["pilot_enable_service"] == "pilot_node/enable"
+    sim.destroy_node()
     for files in (("sim.yaml",), ("sim.yaml", "record.yaml")):
         sim = SimNode(namespace="yaml", cli_args=params_file(*files))
         expect(sim, *files)
@@ -210,7 +277,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     (["pilot", "--set", "control_rate=fast"], "parameter 'control_rate' must be a number, got 'fast'"),
     (["pilot", "--set", "contol_rate=5.0"], "no node in this mode (pilot_node) has parameter 'contol_rate'"),
     (["sim", "--set", "sim_node.model=x.pt"], "sim_node has no parameter 'model'"),
-    (["record", "--set", "output"], "expected name=value"),
+    (["record", "--set", "output"], "--set expects name=value or node.name=value, got 'output'"),
 ])
 def test_launcher_mistakes_are_one_line_and_exit_code_2(argv: list[str], message: str,
                                                         capsys: pytest.CaptureFixture) -> None:
@@ -226,10 +293,10 @@ def test_launcher_refuses_unknown_parameters_in_a_params_file(tmp_path: Path, ca
 
 
 def test_launcher_node_refusal_is_a_clear_error_in_a_process() -> None:
-    result = run_cli("pilot", "--set", "model=/no/such/pilot.pt", "--set", "max_speed_z=9.0")
+    # Checked by the node itself, not by the launcher before it: the model file.
+    result = run_cli("pilot", "--set", "model=/no/such/pilot.pt")
     assert result.returncode == 2, result.stderr
-    assert "error: pilot_node: parameter 'max_speed_z' must be in [0.0, 5.0]" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr == "error: /no/such/pilot.pt: no such file\n"
 
 
 def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ros, tmp_path: Path) -> None:
@@ -253,13 +320,19 @@ def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ro
     assert "Traceback" not in output and "Failed to publish" not in output
     assert all(s["seed"] == 2 + s["episode"] for s in statuses)
     assert next(s for s in statuses if s["reason"])["reason"] == "reached"
-    bags = sorted((tmp_path / "demos").iterdir())
-    with AnyReader(bags) as reader:
+    with AnyReader([tmp_path / "demos"]) as reader:  # one bag folder (recorder_node)
         topics = {topic: info.msgcount for topic, info in reader.topics.items()}
         first = reader.start_time
         recorded = [deserialize_message(data, String) for c, _, data in reader.messages()
                     if c.topic == "/sim_node/status"]
+        firsts = {}  # topic -> header stamp of its first message
+        for connection, _, data in reader.messages():
+            if connection.topic in ("/camera/image_raw", "/imu/data") and connection.topic not in firsts:
+                firsts[connection.topic] = reader.deserialize(data, connection.msgtype).header.stamp
     assert topics["/camera/image_raw"] > 40 and topics["/cmd_vel"] > 40
     assert {"/camera/camera_info", "/imu/data", "/odom"} <= set(topics)
     assert 2e9 <= first < 10e9  # stamped in simulated time (the first episode starts at 2 s), not wall time
+    # The simulator waited for the recorder: the first episode is in the bag from its first frame.
+    assert {topic: (s.sec, s.nanosec) for topic, s in firsts.items()} == {
+        "/camera/image_raw": (int(EPISODE_GAP_S), 0), "/imu/data": (int(EPISODE_GAP_S), 0)}
     assert any(json.loads(s.data)["reason"] == "reached" for s in recorded)

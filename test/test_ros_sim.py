@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,13 +12,14 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
-from test_ros_support import Ros, call, wait_for
+from std_srvs.srv import SetBool, Trigger
+from test_ros_support import Ros, call, isolate, wait_for
 
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
@@ -191,7 +195,108 @@ def test_the_drone_flies_a_steady_command_stream_and_hovers_when_it_stops(ros: R
 def test_a_bad_scenario_is_refused_with_a_clear_message(ros: Ros) -> None:
     with pytest.raises(ValueError, match="unknown scenario 'mars'"):
         sim_node("bad", scenario="mars")
-    with pytest.raises(ValueError, match="must look like section.field=value"):
+    with pytest.raises(ValueError, match="sim_node parameter 'overrides' expects section.field=value, got 'inject"):
         sim_node("bad", overrides=["inject.image_noise"])
-    with pytest.raises(ValueError, match="unknown setting 'inject.fog'"):
+    with pytest.raises(ValueError, match="sim_node parameter 'overrides': unknown setting 'inject.fog'"):
         sim_node("bad", overrides=["inject.fog=1"])
+    with pytest.raises(ValueError, match="sim_node parameter 'overrides': inject.blur must be a number, got 'x'"):
+        sim_node("bad", overrides=["inject.blur=x"])
+    with pytest.raises(ValueError, match="'wait_for_subscribers': 'cmd_vel' is not a topic this node publishes"):
+        sim_node("bad", wait_for_subscribers=["cmd_vel"])
+
+
+def late_outcomes(ros: Ros, topic: str) -> dict:
+    """What a subscriber joining now, keeping only the newest message, gets from an outcomes topic."""
+    late = ros.node("late")
+    got: list[String] = []
+    late.create_subscription(String, topic, got.append,
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    assert wait_for(lambda: got), f"nothing latched on {topic}"
+    ros.remove(late)
+    return json.loads(got[-1].data)
+
+
+def test_every_episode_outcome_reaches_a_late_subscriber_that_keeps_one_message(ros: Ros) -> None:
+    ns = "outcomes"
+    listener = Listener(ros, ns, (String, "sim_node/status"))
+    ros.add(sim_node(ns, seed=7, real_time_factor=0.0, autopilot="expert", overrides=["task.hold_s=0.2"]))
+    assert wait_for(lambda: len(listener.ended()) >= 3, timeout=60)
+    seen = listener.ended()[:3]
+    got = late_outcomes(ros, f"/{ns}/sim_node/outcomes")
+    outcomes = got["outcomes"]
+    # Episodes end 10 ms before the next starts, so ~/status (depth 1) loses ends; the list holds every one.
+    assert [o["episode"] for o in outcomes] == list(range(len(outcomes))) and len(outcomes) >= 3
+    assert outcomes[:3] == seen
+    assert got["episodes"] == len(outcomes) and got["successes"] == sum(o["success"] for o in outcomes)
+    assert all(o["seed"] == 7 + o["episode"] and o["reason"] for o in outcomes)
+
+
+def test_the_pilot_is_disabled_over_the_gap_between_episodes_and_waited_for(ros: Ros) -> None:
+    ns = "enable"
+    listener = Listener(ros, ns, (String, "sim_node/status"), (Image, "camera/image_raw"))
+    sim = ros.add(sim_node(ns, seed=3, real_time_factor=0.0, pilot_enable_service="pilot_node/enable",
+                           wait_for_subscribers=["camera/image_raw"], overrides=["task.timeout_s=0.5"]))
+    published: list[int] = []  # stamps of the camera frames, in the simulation thread
+    image_publish = sim._image_pub.publish
+    sim._image_pub.publish = lambda msg: (published.append(stamp_ns(msg.header.stamp)), image_publish(msg))[1]
+    # The camera has its subscriber: only the missing enable service holds the first episode back.
+    assert wait_for(lambda: sim._image_pub.get_subscription_count())
+    assert sim._episode == -1 and not published
+    calls: list[tuple[bool, int, int, bool]] = []  # (enabled, last /clock published, episode, frame published)
+
+    def enable(request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        start = sim._offset_ns
+        calls.append((request.data, sim._clock_ns, sim._episode, start in published))
+        response.success = True
+        return response
+
+    pilot = ros.node("pilot_node", ns)
+    pilot.create_service(SetBool, "~/enable", enable)
+    assert wait_for(lambda: len(listener.ended()) >= 3, timeout=30)
+    assert [c[0] for c in calls[:6]] == [True, False] * 3  # enabled at each start, disabled at each end
+    gap, ended = round(EPISODE_GAP_S * 1e9), listener.ended()
+    assert calls[0][1] == gap  # the first episode starts at the gap
+    for k in range(3):
+        (_, clock_on, episode, frame_before_on), (_, clock_off, _, _) = calls[2 * k], calls[2 * k + 1]
+        # Enabled at the episode's start, after its clock and IMU and before its first camera frame ...
+        assert episode == k and not frame_before_on
+        # ... and disabled at its end, before the clock jumps over the gap to the next episode.
+        assert abs(clock_off - clock_on - ended[k]["time"] * 1e9) < 1e6
+        if k < 2:
+            assert calls[2 * k + 2][1] == clock_off + gap
+
+
+def test_a_60_s_simulator_launch_logs_no_warning(ros: Ros) -> None:
+    # `liquid-pilot ros sim` as shipped (config/pilot.yaml, config/sim.yaml), 60 s of simulated time, fast:
+    # every episode boundary is a quiet, logged event, so a real warning would stand out.
+    listener = ros.node("quiet")
+    logs: list[Log] = []
+    clock = [0]
+    listener.create_subscription(Log, "/rosout", logs.append, QoSProfile(depth=1000))
+    listener.create_subscription(Clock, "/clock", lambda m: clock.__setitem__(0, stamp_ns(m.clock)),
+                                 QoSProfile(depth=10))
+    factor = 2.0  # four times as fast nearly fills a core here: a starved pilot rightly warns
+    process = subprocess.Popen([sys.executable, "-m", "liquid_pilot.cli", "ros", "sim", "--set",
+                                f"real_time_factor={factor}"], env=isolate(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        end = round((EPISODE_GAP_S + 60.0) * 1e9)
+        assert wait_for(lambda: clock[0] >= end or process.poll() is not None, timeout=30 + 60 / factor * 3)
+        assert process.poll() is None, process.communicate()[0]
+        got = late_outcomes(ros, "/sim_node/outcomes")
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    warnings = [line for line in output.splitlines() if line.startswith(("[WARN]", "[ERROR]"))]
+    warnings += [f"/rosout: [{log.name}] {log.msg}" for log in logs if log.level >= Log.WARN]
+    assert not warnings, "\n".join(warnings)
+    ended = [line for line in output.splitlines() if "[sim_node]: episode" in line and " ended: " in line]
+    outcomes = got["outcomes"]
+    assert len(outcomes) >= 5 and [o["episode"] for o in outcomes] == list(range(len(outcomes)))
+    assert len(ended) >= len(outcomes)  # every outcome the log reported, and none invented
+    for outcome, line in zip(outcomes, ended):
+        assert f"episode {outcome['episode']} ended: {outcome['reason']} " in line

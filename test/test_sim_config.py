@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from liquid_pilot.sim.config import ScenarioError, list_scenarios, list_validation, load_scenario
+from liquid_pilot.sim.config import InjectConfig, SceneConfig, Scenario, ScenarioError, SimConfig, TaskConfig, \
+    list_scenarios, list_validation, load_scenario
 
 EXPECTED = {"forest_summer", "forest_autumn", "forest_winter", "urban", "range", "rotated_target",
             "occluded_target", "moving_target", "hike", "distractors", "image_noise", "dark", "bright", "blur",
@@ -42,19 +43,44 @@ def test_unknown_scenario_lists_the_available_ones() -> None:
 
 @pytest.mark.parametrize("overrides,message", [
     ({"sim.camera_hz": 7}, r"sim.camera_hz=7 must divide sim.physics_hz=240; allowed: \[1, 2, 3, 4, 5, 6, 8,"),
-    ({"sim.camera_hz": -16}, "sim.camera_hz must be a positive whole number"),
-    ({"sim.image_width": 0}, "image size must be at least 8x8"),
-    ({"scene.kind": "desert"}, "scene.kind 'desert' is unknown; allowed: forest, urban"),
-    ({"scene.season": "monsoon"}, "allowed: summer, autumn, winter, spring, dry"),
-    ({"task.kind": "race"}, "allowed: fly_to_target, moving_target, hike"),
+    ({"sim.camera_hz": -16}, "sim.camera_hz must be >= 1, got -16"),
+    ({"sim.camera_hz": 16.5}, "sim.camera_hz must be a whole number, got 16.5"),
+    ({"sim.image_width": 0}, r"sim.image_width must be in \[8, 4096\], got 0"),
+    ({"scene.kind": "desert"}, "scene.kind must be one of forest, urban, got 'desert'"),
+    ({"scene.season": "monsoon"}, "one of summer, autumn, winter, spring, dry"),
+    ({"task.kind": "race"}, "one of fly_to_target, moving_target, hike"),
     ({"task.start_distance": [5.0, 3.0]}, r"task.start_distance must be a \[low, high\] range"),
-    ({"inject.frame_drop": 1.5}, "probabilities below 1"),
+    ({"task.start_distance": [3.0, 20.0]}, r"must fit in the scene \(at most scene.radius - 2 = 12.0 m\)"),
+    ({"task.start_distance": "far"}, "task.start_distance must be a list of numbers, got 'far'"),
+    ({"inject.frame_drop": 1.5}, r"inject.frame_drop must be in \[0, 1\), got 1.5"),
     ({"inject.image_noise": -0.1}, "inject.image_noise must be >= 0"),
+    ({"inject.image_noise": "abc"}, "inject.image_noise must be a number, got 'abc'"),
+    ({"inject.blur": True}, "inject.blur must be a number, got True"),
     ({"sim.warp": 2}, "unknown setting 'sim.warp'"),
 ])
 def test_impossible_settings_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         load_scenario("forest_summer").with_overrides(overrides)
+
+
+def test_whole_numbers_stand_for_floats_and_the_origin_is_named() -> None:
+    scenario = load_scenario("forest_summer").with_overrides({"sim.fov_deg": 90, "task.start_distance": [4, 6]})
+    assert scenario.sim.fov_deg == 90.0 and isinstance(scenario.sim.fov_deg, float)
+    assert scenario.task.start_distance == [4.0, 6.0]
+    with pytest.raises(ScenarioError, match="^--set: inject.blur must be >= 0, got -1$"):
+        load_scenario("forest_summer").with_overrides({"inject.blur": -1}, origin="--set")
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: InjectConfig(image_noise="abc"), "inject.image_noise must be a number, got 'abc'"),
+    (lambda: SimConfig(camera_hz=7), "sim.camera_hz=7 must divide sim.physics_hz=240"),
+    (lambda: TaskConfig(start_distance=[0.5, 2.0]), "task.start_distance must start beyond the stand-off band"),
+    (lambda: Scenario("mine", scene=SceneConfig(radius=6.0)), r"task.start_distance must fit in the scene"),
+    (lambda: Scenario("mine", inject={"wind": 1.0}), "inject must be InjectConfig, got"),
+])
+def test_configs_built_in_code_are_checked_on_construction(build, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
 
 
 def test_scenario_files_are_checked_too(tmp_path: Path) -> None:
@@ -63,7 +89,13 @@ def test_scenario_files_are_checked_too(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"bad.yaml: unknown scene settings \['trees'\]; allowed: "):
         load_scenario(bad)
     bad.write_text("scene: [1, 2\n")
-    with pytest.raises(ScenarioError, match="not valid YAML"):
+    with pytest.raises(ScenarioError, match="bad.yaml: not valid YAML: "):
+        load_scenario(bad)
+    bad.write_text("inject: {image_noise: lots}\n")
+    with pytest.raises(ScenarioError, match="bad.yaml: inject.image_noise must be a number, got 'lots'"):
+        load_scenario(bad)
+    bad.write_text("- sim\n")
+    with pytest.raises(ScenarioError, match="bad.yaml: expected a mapping of sections"):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario(tmp_path / "missing.yaml")

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rclpy.parameter import Parameter
 
 from liquid_pilot.paths import data_dir
 from liquid_pilot.ros.params import Param
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import SettingsError, parse_assignments, read_yaml
 
 # node name -> module and class; imported only when a mode needs them (the simulator pulls in PyBullet).
 NODES = {
@@ -29,7 +29,8 @@ NODES = {
     "player_node": ("liquid_pilot.ros.player_node", "PlayerNode"),
 }
 # mode -> nodes in start order, each with its parameter files from config/, as in launch/MODE.launch.py
-# (test_ros_launch.py checks that they agree).
+# (test_ros_launch.py checks that they agree); the user's --params files come last, as the launch files'
+# params_file does.
 MODES = {
     "pilot": [("pilot_node", ["pilot.yaml"])],
     "sim": [("pilot_node", ["pilot.yaml", "sim.yaml"]), ("sim_node", ["sim.yaml"])],
@@ -55,12 +56,7 @@ def load_params(path: Path, node: str) -> dict[str, Any]:
     Sections apply as rcl applies them to a node in the root namespace: ``node``, ``/node``,
     ``/**/node`` and ``/**``; a section for another namespace (``/drone1/node``) does not.
     """
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -85,9 +81,9 @@ def overrides(node: str, values: dict[str, Any], origin: str) -> list[Parameter]
         if name not in table:
             raise ValueError(f"{origin}: {node} has no parameter {name!r}; it has: {', '.join(sorted(table))}")
         try:
-            value = table[name].coerce(value)
-        except ValueError as exc:
-            raise ValueError(f"{origin}: {node}: {exc}") from None
+            value = table[name].check(value)
+        except SettingsError as exc:
+            raise SettingsError(f"{origin}: {node}: {exc}") from None
         if value == [] and table[name].default == []:
             continue  # rclpy cannot type an empty list; the declared default is that empty list
         if value == []:
@@ -100,13 +96,7 @@ def parse_set(items: list[str], nodes: list[str]) -> dict[str, dict[str, Any]]:
     """``[node.]name=value`` (value read as YAML) -> values per node; a bare name goes to every node having it."""
     values: dict[str, dict[str, Any]] = {node: {} for node in nodes}
     for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected name=value or node.name=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--set {item!r}: value is not valid YAML: {exc}") from None
+        ((key, value),) = parse_assignments([item], "--set", "name=value or node.name=value").items()
         node, dot, name = key.partition(".")
         if dot and node in nodes:
             targets = [node]

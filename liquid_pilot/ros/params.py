@@ -1,6 +1,9 @@
 """Parameters declared up front from one table per node, with descriptions, ranges and choices.
 
-The same table lets the in-process launcher check a YAML file before any node starts.
+The same table checks a value wherever it comes from, through ``liquid_pilot.settings``: the
+in-process launcher checks YAML files and ``--set`` values before any node starts, and each node
+checks what ``--ros-args``, parameter files and ``parameter_overrides`` give it before declaring
+(an unknown name, a wrong type, a value out of range or not among the choices: one-line error).
 """
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
+from liquid_pilot.settings import SettingsError, coerce, read_yaml
+
+# Parameters rclpy itself declares or reads on every node.
+BUILTIN = ("use_sim_time", "start_type_description_service")
+BUILTIN_PREFIXES = ("qos_overrides.",)
 
 
 @dataclass(frozen=True)
@@ -36,55 +43,68 @@ class Param:
             descriptor.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
         return descriptor
 
-    def coerce(self, value: Any) -> Any:
-        """Return ``value`` as this parameter's type (a whole number may stand for a float), or raise ValueError."""
-        kind = type(self.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        if kind is not list and type(value) is kind:
-            return value
-        names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-                 list: "a list of strings"}
-        raise ValueError(f"parameter {self.name!r} must be {names[kind]}, got {value!r}")
+    def check(self, value: Any) -> Any:
+        """Return ``value`` as this parameter's type, in range and among the choices, or raise SettingsError.
+
+        A whole number may stand for a float; the error says what is allowed.
+        """
+        name = f"parameter {self.name!r}"
+        value = coerce(value, list[str] if isinstance(self.default, list) else type(self.default), name)
+        if self.low is not None and not self.low <= value <= self.high:
+            raise SettingsError(f"{name} must be in [{self.low}, {self.high}], got {value!r}")
+        if self.choices and value not in self.choices:
+            raise SettingsError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+
+def check_parameter_files(args: Sequence[str]) -> None:
+    """Read each ``--params-file FILE`` of a command line with the settings loader.
+
+    A missing or malformed file is then one line naming it, before rcl's own parser reports it less clearly.
+    """
+    for flag, path in zip(args, args[1:]):
+        if flag == "--params-file":
+            read_yaml(path)
+
+
+def builtin(name: str) -> bool:
+    """Whether rclpy, not the node's table, owns parameter ``name``."""
+    return name in BUILTIN or name.startswith(BUILTIN_PREFIXES)
 
 
 def declare_parameters(node: Node, table: Sequence[Param]) -> dict[str, Any]:
-    """Declare every parameter of ``table`` on ``node`` and return their values.
+    """Check the values given to ``node``, declare every parameter of ``table`` and return their values.
 
     The returned dict stays current: parameters that are not read-only update it when set
-    while the node runs. A value out of range or not among the choices raises ValueError.
+    while the node runs (``ros2 param set`` is checked by the same table). A value given for a
+    parameter the table lacks, of the wrong type, out of range or not among the choices raises
+    SettingsError naming the node and the parameter.
     """
-    values: dict[str, Any] = {}
     by_name = {p.name: p for p in table}
+    given = {name: param.value for name, param in getattr(node, "_parameter_overrides", {}).items()}
+    unknown = sorted(name for name in given if name not in by_name and not builtin(name))
+    if unknown:
+        raise SettingsError(f"{node.get_name()} has no parameter {unknown[0]!r} (given by --ros-args or a parameter "
+                            f"file); it has: {', '.join(sorted(by_name))}")
+    values: dict[str, Any] = {}
     for p in table:
         try:
-            if p.default == []:
-                # rclpy cannot infer a type from an empty list: declare the type, no value.
-                node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, p.descriptor())
-            else:
-                node.declare_parameter(p.name, p.default, p.descriptor())
-        except InvalidParameterValueException:
-            raise ValueError(f"{node.get_name()}: parameter {p.name!r} must be in [{p.low}, {p.high}]") from None
-        except InvalidParameterTypeException as exc:
-            raise ValueError(f"{node.get_name()}: parameter {p.name!r} has the wrong type: {exc}") from None
-        try:
-            value = node.get_parameter(p.name).value
-        except ParameterUninitializedException:
-            value = []
-        values[p.name] = list(value) if isinstance(p.default, list) else value
-        try:
-            _check_choice(p, value)
-        except ValueError as exc:
-            raise ValueError(f"{node.get_name()}: {exc}") from None
+            value = p.check(given[p.name]) if p.name in given else p.default
+        except SettingsError as exc:
+            raise SettingsError(f"{node.get_name()}: {exc}") from None
+        if value == []:
+            # rclpy cannot infer a type from an empty list: declare the type, no value.
+            node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, p.descriptor(), ignore_override=True)
+        else:
+            node.declare_parameter(p.name, value, p.descriptor(), ignore_override=True)
+        values[p.name] = value
 
     def validate(params: list[Parameter]) -> SetParametersResult:
         try:
             for param in params:
                 if param.name in by_name:
-                    _check_choice(by_name[param.name], param.value)
-        except ValueError as exc:
+                    by_name[param.name].check(param.value)
+        except SettingsError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
@@ -96,8 +116,3 @@ def declare_parameters(node: Node, table: Sequence[Param]) -> dict[str, Any]:
     node.add_on_set_parameters_callback(validate)
     node.add_post_set_parameters_callback(remember)
     return values
-
-
-def _check_choice(p: Param, value: Any) -> None:
-    if p.choices and value not in p.choices:
-        raise ValueError(f"parameter {p.name!r} is {value!r}; allowed: {', '.join(p.choices)}")

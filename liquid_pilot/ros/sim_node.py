@@ -1,16 +1,22 @@
 """The simulator node: the PyBullet drone as a ROS robot, on simulated time.
 
 Publishes ``camera/image_raw`` and ``camera/camera_info`` (same stamp, ``camera_optical_frame``),
-``imu/data`` (REP-145), ``odom`` (``odom`` -> ``base_link``, ground truth), ``/clock`` and the
-episode status (JSON on ``~/status``, latched). Flies ``cmd_vel`` (body FLU velocities, held
-until the next one for at most ``command_timeout`` of simulated time, then zero: the drone hovers
-when its pilot stops publishing, e.g. killed or crashed; zero at the start of every episode) or,
-with ``autopilot: expert``, its privileged expert, whose commands it publishes on ``cmd_vel`` for
-recording demonstrations (no timeout).
+``imu/data`` (REP-145), ``odom`` (``odom`` -> ``base_link``, ground truth), ``/clock``, the episode
+status (JSON on ``~/status``, latched: each start and end) and every finished episode's outcome
+(JSON on ``~/outcomes``, latched: one message holding the whole list, so a subscriber that joins
+late, or keeps only the newest message, still has them all). Flies ``cmd_vel`` (body FLU
+velocities, held until the next one for at most ``command_timeout`` of simulated time, then zero:
+the drone hovers when its pilot stops publishing, e.g. killed or crashed; zero at the start of
+every episode) or, with ``autopilot: expert``, its privileged expert, whose commands it publishes
+on ``cmd_vel`` for recording demonstrations (no timeout).
 
-The simulator runs in its own thread, paced at ``real_time_factor``; all stamps are
-simulated time. Between episodes the clock advances by ``EPISODE_GAP_S`` without sensor
-data, so a pilot sees its camera go stale and resets its network.
+The simulator runs in its own thread, paced at ``real_time_factor``; all stamps are simulated
+time. Before the first episode it waits (at most ``wait_timeout``) for subscribers on the topics
+in ``wait_for_subscribers`` (a recorder, the pilot) and for the pilot's enable service, so the
+first episode is flown and recorded whole. Between episodes the clock advances by
+``EPISODE_GAP_S`` without sensor data; with ``pilot_enable_service`` the pilot is disabled over
+that gap (a quiet, logged event) and enabled when the next episode starts, otherwise it sees its
+camera go stale and resets its network.
 """
 from __future__ import annotations
 
@@ -18,9 +24,9 @@ import json
 import queue
 import threading
 import time
+from concurrent.futures import Future, TimeoutError as FutureTimeout  # not the builtin before 3.11
 
 import numpy as np
-import yaml
 from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
@@ -30,14 +36,15 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from liquid_pilot.ros.convert import camera_info, rgb_to_image, time_msg
-from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import SettingsError, parse_assignments
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy
+from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.tasks import SUCCESS
 from liquid_pilot.sim.world import Observation, Simulator
 
@@ -59,34 +66,37 @@ PARAMETERS = (
           "from the simulated time at which it arrives; at real_time_factor 0 simulated time runs as fast as "
           "the simulator can, so a pilot slower than that in wall time looks silent (raise this, or pace the "
           "simulator). Not used with autopilot: expert", low=0.05, high=10.0, read_only=False),
+    Param("pilot_enable_service", "", "the pilot's std_srvs/SetBool enable service, e.g. pilot_node/enable (relative "
+          "names resolve in this node's namespace): disabled when an episode ends and enabled when the next starts, "
+          "so the pause between episodes is a quiet event for the pilot instead of a sensor timeout; before the "
+          "first episode it is waited for like wait_for_subscribers. Empty: none (the pilot must start enabled). "
+          "Not used with autopilot: expert"),
+    Param("wait_for_subscribers", [], "topics this node publishes (e.g. camera/image_raw, imu/data) that must each "
+          "have a subscriber before the first episode starts, so a pilot or a recorder sees it from its first "
+          "frame"),
+    Param("wait_timeout", 30.0, "s (wall time) to wait for wait_for_subscribers and pilot_enable_service before "
+          "starting the first episode anyway (with a warning)", low=0.0, high=3600.0),
 )
 
 EPISODE_GAP_S = 2.0  # longer than any pilot timeout (at most 1 s)
 ZERO = np.zeros(4)
 BEHIND_S = 0.25  # wall seconds behind schedule after which pacing restarts instead of catching up
-
-
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``section.field=value`` strings -> scenario overrides (values read as YAML)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"sim_node: override {item!r} must look like section.field=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"sim_node: override {item!r}: value is not valid YAML: {exc}") from None
-    return out
+PILOT_CALL_S = 5.0  # wall seconds a call of the pilot's enable service may take
+OUTCOMES_KEPT = 10_000  # ~/outcomes lists the latest this many episodes (about 100 bytes each); counts cover all
 
 
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_node", **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sim: Simulator | None = None  # a node refusing its parameters is destroyed without them
         self.params = p = declare_parameters(self, PARAMETERS)
         scenario = load_scenario(p["scenario"])
         if p["overrides"]:
-            scenario = scenario.with_overrides(parse_overrides(p["overrides"]))
+            origin = "sim_node parameter 'overrides'"
+            scenario = scenario.with_overrides(parse_assignments(p["overrides"], origin, "section.field=value"),
+                                               origin)
         self.sim = Simulator(scenario)
         self.expert = ExpertPolicy() if p["autopilot"] == "expert" else None
         self._frame_ns = round(1e9 / scenario.sim.camera_hz)
@@ -101,8 +111,10 @@ class SimNode(Node):
         self._episode = -1
         self._offset_ns = round(EPISODE_GAP_S * 1e9)  # simulated time of the current episode's start
         self._anchor = (0.0, 0, 0.0)  # wall time, simulated time and factor that pacing counts from
-        self._requests: queue.Queue[threading.Event] = queue.Queue()
-        self._stop = threading.Event()
+        self._requests: queue.Queue[Future] = queue.Queue()  # ~/reset calls, answered with the next episode
+        self._outcomes: list[dict] = []  # the latest OUTCOMES_KEPT finished episodes
+        self._ended = self._successes = 0
+        self._pilot_warned = False
 
         # Reliable, so recorders and viewers with default QoS match too; the pilot subscribes
         # best effort. The status is latched (transient local) for late joiners.
@@ -112,14 +124,28 @@ class SimNode(Node):
         self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", sensors)
         self._imu_pub = self.create_publisher(Imu, "imu/data", sensors)
         self._odom_pub = self.create_publisher(Odometry, "odom", sensors)
-        self._status_pub = self.create_publisher(
-            String, "~/status", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._status_pub = self.create_publisher(String, "~/status", latched)
+        self._outcomes_pub = self.create_publisher(String, "~/outcomes", latched)
         command_type = TwistStamped if p["command_type"] == "twist_stamped" else Twist
+        self._pilot = None  # the pilot's enable service client
         if self.expert is not None:
             self._cmd_pub = self.create_publisher(command_type, "cmd_vel", QoSProfile(depth=10))
         else:
             self.create_subscription(command_type, "cmd_vel", self._on_command, QoSProfile(depth=10),
                                      callback_group=MutuallyExclusiveCallbackGroup())
+            if p["pilot_enable_service"]:
+                # Its own callback group: the simulation thread waits for the answer while ~/reset may be running.
+                self._pilot = self.create_client(SetBool, p["pilot_enable_service"],
+                                                 callback_group=MutuallyExclusiveCallbackGroup())
+        published = {pub.topic_name: pub for pub in self.publishers}
+        self._waits = {}
+        for topic in p["wait_for_subscribers"]:
+            name = self.resolve_topic_name(topic)
+            if name not in published:
+                raise SettingsError(f"sim_node: parameter 'wait_for_subscribers': {topic!r} is not a topic this node "
+                                    f"publishes; it publishes: {', '.join(sorted(published))}")
+            self._waits[name] = published[name]
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.context.on_shutdown(self._stop.set)  # stop publishing before the context goes away
         self._thread = threading.Thread(target=self._loop, name="sim_node", daemon=True)
@@ -127,8 +153,10 @@ class SimNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
-        self._thread.join()
-        self.sim.close()
+        if self._thread is not None:
+            self._thread.join()
+        if self.sim is not None:
+            self.sim.close()
         super().destroy_node()
 
     def _on_command(self, msg: Twist | TwistStamped) -> None:
@@ -138,25 +166,31 @@ class SimNode(Node):
             self._command, self._command_ns = command, self._clock_ns
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        started = threading.Event()
-        self._requests.put(started)
-        response.success = started.wait(10.0)
-        response.message = (f"episode {self._episode}, seed {self._seed()}" if response.success
-                            else "the simulator did not start a new episode within 10 s")
+        answer: Future = Future()
+        self._requests.put(answer)
+        try:
+            episode = answer.result(timeout=10.0)
+        except FutureTimeout:
+            response.success, response.message = False, "the simulator did not start a new episode within 10 s"
+        else:
+            response.success, response.message = True, f"episode {episode}, seed {self.params['seed'] + episode}"
         return response
 
     # The simulation thread.
     def _loop(self) -> None:
         try:
+            self._wait_for_consumers()
             self._start_episode()
             while not self._stop.is_set():
                 if not self._requests.empty():
+                    # Answer first: with a single-threaded executor the waiting service call holds the thread
+                    # that must deliver the pilot's answers below.
+                    while not self._requests.empty():
+                        self._requests.get().set_result(self._episode + 1)
                     if not self.sim.done:
                         self._publish_status("aborted")
                         self._end_episode()
                     self._start_episode()
-                    while not self._requests.empty():
-                        self._requests.get().set()
                 elif not self.sim.done:
                     self._fly_one_frame()
                 elif self.params["auto_reset"]:
@@ -166,6 +200,23 @@ class SimNode(Node):
         except Exception as exc:  # keep the node up to report it; the simulator is stopped
             if self.context.ok():  # not a publish racing the shutdown
                 self.get_logger().error(f"simulation stopped: {type(exc).__name__}: {exc}")
+
+    def _wait_for_consumers(self) -> None:
+        """Wait, at most wait_timeout, until the listed topics have subscribers and the pilot's service is there."""
+        def missing() -> list[str]:
+            out = [name for name, pub in self._waits.items() if not pub.get_subscription_count()]
+            if self._pilot is not None and not self._pilot.service_is_ready():
+                out.append(f"the service {self._pilot.srv_name}")
+            return out
+
+        deadline = time.monotonic() + self.params["wait_timeout"]
+        while missing() and not self._stop.is_set():
+            if time.monotonic() > deadline:
+                self.get_logger().warning(f"starting the first episode after wait_timeout="
+                                          f"{self.params['wait_timeout']} s without a subscriber on "
+                                          f"{', '.join(missing())}")
+                return
+            self._stop.wait(0.01)
 
     def _start_episode(self) -> None:
         self._episode += 1
@@ -177,7 +228,30 @@ class SimNode(Node):
         self._pace_from(self._offset_ns)
         self.get_logger().info(f"episode {self._episode}: {self.sim.scenario.name}, seed {self._seed()}")
         self._publish_status(None)
-        self._publish_frame(obs, self._offset_ns)
+        self._publish_frame(obs, self._offset_ns, enable_pilot=True)
+
+    def _enable_pilot(self, enabled: bool) -> None:
+        """Call the pilot's enable service and wait (bounded) for its answer; nothing without the service."""
+        if self._pilot is None or self._stop.is_set():
+            return
+        if not self._pilot.service_is_ready():
+            self._warn_pilot(f"the pilot's enable service {self._pilot.srv_name} is not available")
+            return
+        future = self._pilot.call_async(SetBool.Request(data=enabled))
+        deadline = time.monotonic() + PILOT_CALL_S
+        while not future.done():
+            if self._stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                self._warn_pilot(f"the pilot's enable service {self._pilot.srv_name} did not answer within "
+                                 f"{PILOT_CALL_S} s")
+                return
+            self._stop.wait(0.001)
+
+    def _warn_pilot(self, message: str) -> None:
+        if not self._pilot_warned:  # once: every episode boundary would repeat it
+            self._pilot_warned = True
+            self.get_logger().warning(f"{message}: flying on without enabling and disabling the pilot")
 
     def _fly_one_frame(self) -> None:
         # Wait for the next frame's time first, so the step flies the newest command.
@@ -210,6 +284,7 @@ class SimNode(Node):
         return ZERO if stale else command
 
     def _end_episode(self) -> None:
+        self._enable_pilot(False)  # before the clock jumps over the gap: no sensor timeout for the pilot
         self._offset_ns = self._now_ns() + round(EPISODE_GAP_S * 1e9)
         self._publish_clock(self._offset_ns)
 
@@ -248,12 +323,25 @@ class SimNode(Node):
         self._status_pub.publish(String(data=json.dumps(status)))
         if reason is not None:
             self.get_logger().info(f"episode {self._episode} ended: {reason} after {self.sim.time:.2f} s")
+            self._publish_outcome(status)
 
-    def _publish_frame(self, obs: Observation, sim_ns: int) -> None:
+    def _publish_outcome(self, status: dict) -> None:
+        self._ended += 1
+        self._successes += status["success"]
+        self._outcomes.append(status)
+        del self._outcomes[:-OUTCOMES_KEPT]
+        outcomes = {"episodes": self._ended, "successes": self._successes, "outcomes": self._outcomes}
+        self._outcomes_pub.publish(String(data=json.dumps(outcomes)))
+
+    def _publish_frame(self, obs: Observation, sim_ns: int, enable_pilot: bool = False) -> None:
         stamp = time_msg(sim_ns)
         self._publish_clock(sim_ns)
         self._imu_pub.publish(self._imu(obs.imu, stamp))
         self._odom_pub.publish(self._odom(stamp))
+        if enable_pilot:
+            # Between the IMU sample and the camera frame, answered before the frame goes out: the pilot's
+            # first frame of the episode finds its clock and IMU already at the episode's start.
+            self._enable_pilot(True)
         camera = self.sim.camera
         self._info_pub.publish(camera_info(camera.width, camera.height, camera.vfov, stamp, "camera_optical_frame"))
         self._image_pub.publish(rgb_to_image(obs.image, stamp, "camera_optical_frame"))

@@ -9,7 +9,12 @@ from collections.abc import Callable, Sequence
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.signals import SignalHandlerOptions
+
+from liquid_pilot.ros.params import check_parameter_files
+
+RCLError = rclpy_implementation.RCLError  # rcl refusing its arguments (e.g. a parameter file it cannot parse)
 
 
 def single_thread_executor() -> Executor:
@@ -30,16 +35,22 @@ def run(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) 
     """Create the nodes and spin them until Ctrl-C, SIGTERM or the end, then shut down cleanly.
 
     ``args`` is a command line with ROS arguments (``--ros-args ...``; None: ``sys.argv``). A node
-    with a ``finished`` event (the player) ends the run when it is set. A node that refuses its
-    configuration (ValueError, OSError) gives a one-line error and exit code 2.
+    with a ``finished`` event (the player) ends the run when it is set. A parameter file or ROS
+    argument that rcl refuses, or a node that refuses its configuration (ValueError, OSError),
+    gives a one-line error and exit code 2.
     """
+    try:  # a bad parameter file or ROS argument: one line and exit code 2, like a bad parameter value
+        check_parameter_files(sys.argv if args is None else args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except (ValueError, RCLError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     # Our own signal handling: rclpy's would shut the context down before the nodes are
     # destroyed, and they still publish and log while closing (the recorder its bag). A
     # flag, not an exception, so no callback is cut off halfway; SIGINT is caught even where
     # the parent ignores it (a background job of a script).
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     nodes: list[Node] = []
     executor: Executor | None = None
     try:

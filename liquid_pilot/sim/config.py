@@ -1,26 +1,29 @@
 """Scenario configuration: the simulator, the scene, the task and the injected disturbances.
 
 A scenario is a YAML file in ``sim/scenarios/`` whose sections override these dataclasses'
-defaults. Every value is checked on load; an error names the field and what is allowed.
+defaults. Each dataclass checks its own fields on construction (``__post_init__``: types through
+``liquid_pilot.settings``, then ranges and choices), and ``Scenario`` checks what spans sections,
+so a scenario built in code is checked as strictly as one loaded from a file or changed with
+``--set``; an error is one line naming the source, the field and what is allowed.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from liquid_pilot.paths import data_dir
+from liquid_pilot.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Range, SettingsError, build, check_fields, \
+    read_yaml
 
 SCENE_KINDS = ("forest", "urban")
 SEASONS = ("summer", "autumn", "winter", "spring", "dry")
 TASK_KINDS = ("fly_to_target", "moving_target", "hike")
 
 
-class ScenarioError(ValueError):
-    """A scenario that cannot be flown; the message says which field and what is allowed."""
+class ScenarioError(SettingsError):
+    """A scenario that cannot be flown; the message says where, which field and what is allowed."""
 
 
 @dataclass
@@ -38,6 +41,20 @@ class SimConfig:
     motor_time_constant: float = 0.05  # s, first-order motor lag
     max_tilt_deg: float = 60.0  # beyond this the flight counts as lost
 
+    LIMITS: ClassVar = {
+        "physics_hz": Range(1, 10_000), "control_hz": Range(1), "camera_hz": Range(1), "image_width": Range(8, 4096),
+        "image_height": Range(8, 4096), "fov_deg": Range(10, 150), "camera_pitch_deg": Range(-90, 90),
+        "max_speed_xy": POSITIVE, "max_speed_z": POSITIVE, "max_yaw_rate": POSITIVE, "motor_time_constant": POSITIVE,
+        "max_tilt_deg": Range(0, 180, open_low=True)}
+
+    def __post_init__(self) -> None:
+        check_fields(self, "sim.", self.LIMITS)
+        for key in ("control_hz", "camera_hz"):
+            if self.physics_hz % getattr(self, key):
+                divisors = [d for d in range(1, self.physics_hz + 1) if self.physics_hz % d == 0]
+                raise ScenarioError(f"sim.{key}={getattr(self, key)} must divide sim.physics_hz={self.physics_hz}; "
+                                    f"allowed: {divisors}")
+
 
 @dataclass
 class SceneConfig:
@@ -46,6 +63,12 @@ class SceneConfig:
     obstacles: int = 36  # trees or buildings
     light: float = 1.0  # scales the scene's lighting (renderer), 1 = normal
     radius: float = 14.0  # the scene's half size, m; leaving it ends the flight
+
+    LIMITS: ClassVar = {"kind": SCENE_KINDS, "season": SEASONS, "obstacles": NON_NEGATIVE, "light": POSITIVE,
+                        "radius": Range(5)}
+
+    def __post_init__(self) -> None:
+        check_fields(self, "scene.", self.LIMITS)
 
 
 @dataclass
@@ -65,6 +88,21 @@ class TaskConfig:
     target_speed: float = 0.0  # m/s, moving_target only
     targets: int = 1  # hike: targets to visit in order
 
+    LIMITS: ClassVar = {"kind": TASK_KINDS, "standoff": POSITIVE, "tolerance": POSITIVE, "hold_s": NON_NEGATIVE,
+                        "timeout_s": POSITIVE, "occlusion": Range(0, 0.8), "distractors": NON_NEGATIVE,
+                        "distractor_radius": POSITIVE, "target_speed": NON_NEGATIVE, "targets": Range(1)}
+    RANGES: ClassVar = ("start_distance", "start_bearing_deg", "target_yaw_deg", "start_height")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "task.", self.LIMITS)
+        for key in self.RANGES:
+            value = getattr(self, key)
+            if len(value) != 2 or value[0] > value[1]:
+                raise ScenarioError(f"task.{key} must be a [low, high] range, got {value}")
+        if self.start_distance[0] <= self.standoff + self.tolerance:
+            raise ScenarioError(f"task.start_distance must start beyond the stand-off band "
+                                f"({self.standoff + self.tolerance} m), got {self.start_distance}")
+
 
 @dataclass
 class InjectConfig:
@@ -83,6 +121,15 @@ class InjectConfig:
     wind_tau_s: float = 2.0  # gust correlation time (Ornstein-Uhlenbeck)
     actuator_noise: float = 0.0  # relative std of each motor's speed
 
+    LIMITS: ClassVar = {
+        "image_noise": NON_NEGATIVE, "blur": NON_NEGATIVE, "brightness": Range(-1, 1), "contrast": POSITIVE,
+        "frame_drop": PROBABILITY, "frozen_frame": PROBABILITY, "camera_latency_s": NON_NEGATIVE,
+        "gyro_noise": NON_NEGATIVE, "gyro_bias": NON_NEGATIVE, "accel_noise": NON_NEGATIVE, "accel_bias": NON_NEGATIVE,
+        "wind": NON_NEGATIVE, "wind_tau_s": POSITIVE, "actuator_noise": NON_NEGATIVE}
+
+    def __post_init__(self) -> None:
+        check_fields(self, "inject.", self.LIMITS)
+
 
 @dataclass
 class Scenario:
@@ -93,16 +140,22 @@ class Scenario:
     task: TaskConfig = field(default_factory=TaskConfig)
     inject: InjectConfig = field(default_factory=InjectConfig)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
-        """Return a copy with "section.field" values replaced, validated."""
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.task.start_distance[1] > self.scene.radius - 2:
+            raise ScenarioError(f"task.start_distance must fit in the scene (at most scene.radius - 2 = "
+                                f"{self.scene.radius - 2} m), got {self.task.start_distance}")
+
+    def with_overrides(self, overrides: dict[str, Any], origin: str = "") -> Scenario:
+        """Return a copy with "section.field" values replaced, checked; ``origin`` (e.g. ``--set``) names them."""
         data = dataclasses.asdict(self)
         for key, value in overrides.items():
             section, _, name = key.partition(".")
             if section not in SECTIONS or name not in data[section]:
-                raise ScenarioError(f"unknown setting {key!r}; settings are section.field with sections "
-                                    f"{', '.join(SECTIONS)}")
+                raise ScenarioError(f"{origin + ': ' if origin else ''}unknown setting {key!r}; settings are "
+                                    f"section.field with sections {', '.join(SECTIONS)}")
             data[section][name] = value
-        return _build(self.name, data)
+        return _build(self.name, data, origin)
 
 
 SECTIONS = {"sim": SimConfig, "scene": SceneConfig, "task": TaskConfig, "inject": InjectConfig}
@@ -139,80 +192,20 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     elif not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping of sections")
-    return _build(path.stem, data, origin=str(path))
+        data = read_yaml(path)
+    except SettingsError as exc:
+        raise ScenarioError(str(exc)) from None
+    return _build(path.stem, data or {}, origin=str(path))
 
 
-def _build(name: str, data: dict[str, Any], origin: str = "") -> Scenario:
-    where = f"{origin}: " if origin else ""
-    unknown = set(data) - set(SECTIONS) - {"name", "description"}
-    if unknown:
-        raise ScenarioError(f"{where}unknown sections {sorted(unknown)}; allowed: {', '.join(SECTIONS)}, description")
-    sections = {}
-    for section, cls in SECTIONS.items():
-        values = data.get(section) or {}
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = set(values) - names
-        if bad:
-            raise ScenarioError(f"{where}unknown {section} settings {sorted(bad)}; allowed: {', '.join(sorted(names))}")
-        sections[section] = cls(**values)
-    scenario = Scenario(name=name, description=str(data.get("description", "")), **sections)
-    problems = _problems(scenario)
-    if problems:
-        raise ScenarioError(f"{where}scenario {name!r}: " + "; ".join(problems))
-    return scenario
-
-
-def _problems(s: Scenario) -> list[str]:
-    """Every impossible value, each with what is allowed."""
-    out = []
-    sim, scene, task, inject = s.sim, s.scene, s.task, s.inject
-    for key in ("physics_hz", "control_hz", "camera_hz"):
-        if not isinstance(getattr(sim, key), int) or getattr(sim, key) <= 0:
-            out.append(f"sim.{key} must be a positive whole number of Hz, got {getattr(sim, key)!r}")
-    if not out:
-        for key in ("control_hz", "camera_hz"):
-            if sim.physics_hz % getattr(sim, key):
-                divisors = [d for d in range(1, sim.physics_hz + 1) if sim.physics_hz % d == 0]
-                out.append(f"sim.{key}={getattr(sim, key)} must divide sim.physics_hz={sim.physics_hz}; "
-                           f"allowed: {divisors}")
-    if min(sim.image_width, sim.image_height) < 8:
-        out.append(f"image size must be at least 8x8, got {sim.image_width}x{sim.image_height}")
-    if not 10 <= sim.fov_deg <= 150:
-        out.append(f"sim.fov_deg must be in [10, 150], got {sim.fov_deg}")
-    for key in ("max_speed_xy", "max_speed_z", "max_yaw_rate", "motor_time_constant", "max_tilt_deg"):
-        if getattr(sim, key) <= 0:
-            out.append(f"sim.{key} must be positive, got {getattr(sim, key)}")
-    if scene.kind not in SCENE_KINDS:
-        out.append(f"scene.kind {scene.kind!r} is unknown; allowed: {', '.join(SCENE_KINDS)}")
-    if scene.season not in SEASONS:
-        out.append(f"scene.season {scene.season!r} is unknown; allowed: {', '.join(SEASONS)}")
-    if scene.obstacles < 0 or scene.light <= 0 or scene.radius < 5:
-        out.append("scene.obstacles must be >= 0, scene.light > 0 and scene.radius >= 5")
-    if task.kind not in TASK_KINDS:
-        out.append(f"task.kind {task.kind!r} is unknown; allowed: {', '.join(TASK_KINDS)}")
-    for key in ("start_distance", "start_bearing_deg", "target_yaw_deg", "start_height"):
-        value = getattr(task, key)
-        if len(value) != 2 or value[0] > value[1]:
-            out.append(f"task.{key} must be a [low, high] range, got {value}")
-    if task.standoff <= 0 or task.tolerance <= 0 or task.hold_s < 0 or task.timeout_s <= 0:
-        out.append("task.standoff, tolerance and timeout_s must be positive and hold_s >= 0")
-    if len(task.start_distance) == 2 and task.start_distance[0] <= task.standoff + task.tolerance:
-        out.append(f"task.start_distance must start beyond the stand-off band ({task.standoff + task.tolerance} m)")
-    if len(task.start_distance) == 2 and task.start_distance[1] > scene.radius - 2:
-        out.append(f"task.start_distance must fit in the scene (at most scene.radius - 2 = {scene.radius - 2} m)")
-    if not 0 <= task.occlusion <= 0.8 or task.distractors < 0 or task.targets < 1 or task.target_speed < 0:
-        out.append("task.occlusion must be in [0, 0.8], distractors >= 0, targets >= 1, target_speed >= 0")
-    for key in ("image_noise", "blur", "frame_drop", "frozen_frame", "camera_latency_s", "gyro_noise", "gyro_bias",
-                "accel_noise", "accel_bias", "wind", "actuator_noise"):
-        if getattr(inject, key) < 0:
-            out.append(f"inject.{key} must be >= 0, got {getattr(inject, key)}")
-    if inject.frame_drop >= 1 or inject.frozen_frame >= 1:
-        out.append("inject.frame_drop and inject.frozen_frame are probabilities below 1")
-    if inject.contrast <= 0 or inject.wind_tau_s <= 0 or not -1 <= inject.brightness <= 1:
-        out.append("inject.contrast and wind_tau_s must be positive and brightness in [-1, 1]")
-    return out
+def _build(name: str, data: Any, origin: str = "") -> Scenario:
+    try:
+        if not isinstance(data, dict):
+            raise ScenarioError(f"expected a mapping of sections ({', '.join(SECTIONS)}), got {data!r}")
+        unknown = set(data) - set(SECTIONS) - {"name", "description"}
+        if unknown:
+            raise ScenarioError(f"unknown sections {sorted(unknown)}; allowed: {', '.join(SECTIONS)}, description")
+        sections = {section: build(cls, data.get(section) or {}, section) for section, cls in SECTIONS.items()}
+        return Scenario(name=name, description=str(data.get("description", "")), **sections)
+    except SettingsError as exc:
+        raise ScenarioError(f"{origin}: {exc}" if origin else str(exc)) from None
