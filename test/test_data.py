@@ -247,8 +247,8 @@ def test_frames_without_a_recent_command_are_reported_not_used(tmp_path: Path) -
     ("wrong_type", "image topic '/camera/image_raw' has type geometry_msgs/msg/TwistStamped"),
     ("encoding", "image encoding '16UC1' is not supported; use one of rgb8, bgr8, mono8"),
     ("size", "do not make a 64x48 rgb8 image"),
-    ("truncated", "truncated or corrupted"),
-    ("no_metadata", "not a rosbag2 bag"),
+    ("truncated", "the MCAP header record is missing"),
+    ("empty", "the file is empty (0 bytes): nothing was recorded"),
     ("no_usable", "no usable frames"),
 ])
 def test_bad_bags_name_the_bag_and_the_problem(problem: str, message: str, tmp_path: Path) -> None:
@@ -265,13 +265,13 @@ def test_bad_bags_name_the_bag_and_the_problem(problem: str, message: str, tmp_p
         msg.data = msg.data[:-10]
         _write_bag(bag, [(1, msg, "sensor_msgs/msg/Image")],
                    [(1, twist_stamped_msg(np.zeros(4), 1), "geometry_msgs/msg/TwistStamped")])
-    elif problem == "truncated":
+    elif problem == "truncated":  # cut before its first record ends: nothing to recover
         _plain_bag(bag)
         data = (bag / "flight_7.mcap").read_bytes()
-        (bag / "flight_7.mcap").write_bytes(data[: len(data) // 2])
-    elif problem == "no_metadata":
+        (bag / "flight_7.mcap").write_bytes(data[:12])
+    elif problem == "empty":
         _plain_bag(bag)
-        (bag / "metadata.yaml").unlink()
+        (bag / "flight_7.mcap").write_bytes(b"")
     else:
         _write_bag(bag, [(10**9, image_msg(_scene(0), 10**9), "sensor_msgs/msg/Image")],
                    [(10, twist_stamped_msg(np.zeros(4), 10), "geometry_msgs/msg/TwistStamped")])
@@ -321,8 +321,9 @@ def test_windows_follow_length_shift_and_segments(bags: Path) -> None:
     assert sum(1 for i, _ in dataset.windows if i == 0) == expected
     item = dataset[3]
     assert item["images"].shape == (32, 64, 64, 3) and item["dt"].shape == (32, 1) and item["dt"][0] == 0
-    train, val = split_flights(flights, 0.34, seed=0)
+    train, val, how = split_flights(flights, 0.34, seed=0)
     assert len(train) == 2 and len(val) == 1 and {f.bag for f in train}.isdisjoint({f.bag for f in val})
+    assert how == "1 of 3 flights held out for validation"
 
 
 def test_augmentation_is_per_sequence_and_seeded() -> None:

@@ -1,4 +1,5 @@
-"""recorder_node and player_node: what is played back is byte for byte what was recorded."""
+"""recorder_node and player_node: what is played back is byte for byte what was recorded; a killed recorder
+loses at most the last second."""
 from __future__ import annotations
 
 import signal
@@ -14,11 +15,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import TwistStamped
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, Imu
 from std_msgs.msg import String
 from test_ros_support import Ros, isolate, wait_for
 
+from liquid_pilot.data.reader import TopicConfig, read_flight
+from liquid_pilot.data.storage import open_bag
 from liquid_pilot.ros.convert import stamp_ns
 from liquid_pilot.ros.player_node import PlayerNode
 from liquid_pilot.ros.recorder_node import RecorderNode
@@ -67,9 +72,10 @@ def test_played_back_bytes_are_the_recorded_bytes_and_the_published_messages(ros
     ros.remove(recorder)  # closes the open bag
     ros.remove(talker)  # its latched status would reach the listener below too
 
-    bags = sorted((tmp_path / "rec").iterdir())
-    assert len(bags) >= 4 and all((bag / "metadata.yaml").is_file() for bag in bags)
-    recorded = read_bags(bags)
+    rec = tmp_path / "rec"
+    assert len(list(rec.glob("rec_*.mcap"))) >= 4 and (rec / "metadata.yaml").is_file()  # one bag, split in files
+    bags = [rec]
+    recorded = read_bags(bags)  # rosbags reads it as any rosbag2 bag: metadata.yaml, indexed MCAP files
     # Compared decoded: the wire's alignment padding need not equal our own serialization's.
     for topic, (cls, _) in TOPICS.items():
         decoded = [deserialize_message(data, cls) for _, data in recorded[topic]]
@@ -132,3 +138,87 @@ def test_sigterm_closes_the_bag_cleanly(ros: Ros, tmp_path: Path) -> None:
     assert "Traceback" not in output
     recorded = read_bags([tmp_path / "rec"])["/sig/chatter"]
     assert [deserialize_message(data, String).data for _, data in recorded] == [f"message {i}" for i in range(20)]
+
+
+def _imu(index: int) -> Imu:
+    msg = Imu()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(index, 1_000_000_000)  # the index, read back
+    return msg
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_recorder_killed_at_any_moment_keeps_all_but_the_last_second(ros: Ros, tmp_path: Path, seed: int) -> None:
+    # IMU at 200 Hz and 96x96 images at 30 Hz, the default rates of a drone; SIGKILL after 1.2 to 3 s.
+    rng = np.random.default_rng(seed)
+    talker = ros.node(f"kill_talker_{seed}")
+    imu_pub = talker.create_publisher(Imu, "/kill/imu", 100)
+    image_pub = talker.create_publisher(Image, "/kill/image", 100)
+    command_pub = talker.create_publisher(TwistStamped, "/kill/cmd_vel", 100)
+    rec = tmp_path / "rec"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "liquid_pilot.ros.recorder_node", "--ros-args", "-p", f"output:={rec}",
+         "-p", "topics:=[/kill/imu, /kill/image, /kill/cmd_vel]"], env=isolate(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: all(p.get_subscription_count() for p in (imu_pub, image_pub, command_pub)),
+                        timeout=30)
+        sent: list[tuple[float, int]] = []  # (when, index) of each IMU message
+        images: list[tuple[float, int]] = []
+        start = time.monotonic()
+        kill_at = start + rng.uniform(1.2, 3.0)
+        k = 0
+        while (now := time.monotonic()) < kill_at:
+            imu_pub.publish(_imu(k))
+            sent.append((now, k))
+            if k % 7 == 0:  # about 30 Hz
+                image = Image(height=96, width=96, encoding="rgb8", step=288, data=bytes(96 * 96 * 3))
+                image.header.stamp.nanosec = k
+                image_pub.publish(image)
+                command_pub.publish(TwistStamped(header=image.header))
+                images.append((now, k))
+            k += 1
+            time.sleep(max(0.0, start + k * 0.005 - time.monotonic()))  # paced at 200 Hz, not waiting on anything
+        process.kill()
+        killed = time.monotonic()
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    assert (rec / "metadata.yaml").is_file() and list(rec.glob("rec_*.mcap"))
+    with open_bag(rec) as bag:  # the folder the recorder named is a bag, read as it is
+        assert any("complete messages recovered" in note for note in bag.notes), bag.notes
+        got = {"/kill/imu": set(), "/kill/image": set()}
+        for topic, _, data in bag.messages(got):
+            msg = bag.decode(topic, data)
+            got[topic].add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+    for topic, stream in (("/kill/imu", sent), ("/kill/image", images)):
+        old = [index for when, index in stream if when < killed - 1.0]
+        missing = sorted(set(old) - got[topic])
+        assert old and not missing, (topic, len(old), missing[:10])
+    # ... and it trains: frames, their commands and IMU samples, aligned by the time they were recorded.
+    flight = read_flight(rec, TopicConfig(image="auto", command="auto", imu="auto", time_source="receive"))
+    assert len(flight.images) >= len([i for when, i in images if when < killed - 1.0]) - 1
+
+
+def test_use_sim_time_without_a_clock_warns(ros: Ros, tmp_path: Path) -> None:
+    talker = ros.node("clockless_talker")
+    chatter = talker.create_publisher(String, "/noclock/chatter", 100)
+    recorder = ros.add(RecorderNode(parameter_overrides=[
+        Parameter("topics", value=["/noclock/chatter"]), Parameter("output", value=str(tmp_path / "rec")),
+        Parameter("use_sim_time", value=True)]))
+    assert wait_for(chatter.get_subscription_count)
+    chatter.publish(String(data="lost"))
+    assert wait_for(lambda: recorder.unclocked == 1)
+    assert wait_for(lambda: recorder.warnings, timeout=10)
+    assert recorder.warnings[0] == (
+        "use_sim_time is on and no /clock has arrived: 1 messages not recorded (they have no time to be filed "
+        "under); start the simulator or a /clock publisher, or set use_sim_time false")
+    clock = talker.create_publisher(Clock, "/clock", 10)
+    assert wait_for(clock.get_subscription_count)
+    while not recorder.get_clock().now().nanoseconds:  # /clock is best effort: published until it is heard
+        clock.publish(Clock(clock=Time(sec=100)))
+        wait_for(lambda: recorder.get_clock().now().nanoseconds, timeout=0.2)
+    chatter.publish(String(data="kept"))
+    assert wait_for(lambda: recorder.counts["/noclock/chatter"] == 1)
+    ros.remove(recorder)
+    assert [deserialize_message(d, String).data for _, d in read_bags([tmp_path / "rec"])["/noclock/chatter"]] \
+        == ["kept"]

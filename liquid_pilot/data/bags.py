@@ -18,7 +18,6 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from liquid_pilot.flight.codec import TYPESTORE
 from liquid_pilot.flight.image import pinhole
-from liquid_pilot.sim.quadrotor import quaternion
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 EPOCH_S = 1_700_000_000  # bag time of every episode's start: fixed, so bags are reproducible
@@ -74,17 +73,20 @@ def twist_stamped_msg(command: np.ndarray, stamp_ns: int) -> Any:
     return T["geometry_msgs/msg/TwistStamped"](header=_header(stamp_ns, BODY_FRAME), twist=twist)
 
 
-def odometry_msg(position: np.ndarray, rotation: np.ndarray, velocity: np.ndarray, rates: np.ndarray,
-                 stamp_ns: int) -> Any:
-    """Pose in the world (odom) frame, twist in the body frame, as nav_msgs/Odometry defines."""
-    x, y, z, w = quaternion(rotation)
+def odometry_msg(position: np.ndarray, orientation: tuple[float, float, float, float], body_velocity: np.ndarray,
+                 rates: np.ndarray, stamp_ns: int) -> Any:
+    """Pose in the world (odom) frame, twist in the body frame, as nav_msgs/Odometry defines.
+
+    ``orientation``: the body's attitude as a quaternion (x, y, z, w).
+    """
+    x, y, z, w = orientation
     quat = T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
     pose = T["geometry_msgs/msg/PoseWithCovariance"](
         pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](
             x=float(position[0]), y=float(position[1]), z=float(position[2])), orientation=quat),
         covariance=np.zeros(36))
     twist = T["geometry_msgs/msg/TwistWithCovariance"](
-        twist=T["geometry_msgs/msg/Twist"](linear=_vector(rotation.T @ velocity), angular=_vector(rates)),
+        twist=T["geometry_msgs/msg/Twist"](linear=_vector(body_velocity), angular=_vector(rates)),
         covariance=np.zeros(36))
     return T["nav_msgs/msg/Odometry"](header=_header(stamp_ns, WORLD_FRAME), child_frame_id=BODY_FRAME, pose=pose,
                                       twist=twist)

@@ -1,5 +1,8 @@
 """Record expert flights in the simulator as rosbag2 bags, one per episode.
 
+The only module of ``liquid_pilot.data`` that imports the simulator: reading bags and training
+never load it (the command line imports this module only for ``collect``).
+
 Each frame writes the camera image and info, the IMU sample, the ground-truth odometry and the
 expert's (clean) command as the label; the flown command may be perturbed (DART-style) to show
 the expert recovering from mistakes. Episode i uses seed ``seed + i``.
@@ -18,6 +21,7 @@ from liquid_pilot.data.bags import EPOCH_S, BagWriter, camera_info_msg, image_ms
 from liquid_pilot.workers import Progress, Spread, run
 from liquid_pilot.sim.config import Scenario
 from liquid_pilot.sim.episode import EpisodeResult, ExpertPolicy, fly
+from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.world import Observation, Simulator
 
 
@@ -79,7 +83,9 @@ def record_episode(sim: Simulator, seed: int, path: Path, storage: str, perturba
                       stamp)
             bag.write("imu", imu_msg(obs.imu, stamp), stamp)
             bag.write("command", twist_stamped_msg(policy.label, stamp), stamp)
-            bag.write("odom", odometry_msg(state.position, state.rotation, state.velocity, state.rates, stamp), stamp)
+            body_velocity = state.rotation.T @ state.velocity
+            bag.write("odom", odometry_msg(state.position, quaternion(state.rotation), body_velocity, state.rates,
+                                           stamp), stamp)
 
         result = fly(sim, policy, seed, on_step=on_step)
         bag.metadata.update(outcome=result.reason, success=str(result.success), duration_s=f"{result.duration:.3f}")

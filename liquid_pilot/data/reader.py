@@ -1,57 +1,89 @@
-"""Reading flights from rosbag2 bags (MCAP or sqlite3), from our simulator or a real drone.
+"""Reading flights from bags of any kind (``data.storage``), from our simulator or a real drone.
 
 Images: sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or sensor_msgs/CompressedImage (jpeg, png),
 decoded by ``flight.codec`` and brought to the model's size by ``flight.image.fit`` (centre crop to
 the model's aspect, then resize), exactly as in flight. The camera's sensor_msgs/CameraInfo, when
 the bag has it, gives the field of view the model sees after that crop.
 Commands: geometry_msgs/Twist or TwistStamped. IMU: sensor_msgs/Imu (optional).
+
+Topics are named, or ``auto``: the one topic of the right type (or the conventional name among
+several), the choice reported. Time: header stamps or the time each message was recorded
+(``time_source``); ``auto`` takes the header stamps unless the streams' clocks disagree, which is
+detected and explained. Zero stamps take the receive time, counted. A stamp that steps back
+more than ``max_reorder_s`` starts a new stretch (a clock reset): stretches are never sorted
+across, and each frame takes its command and IMU sample from the stretch that was running
+when it arrived. Smaller reorders are sorted and counted; gaps split a flight into segments.
+Commands and IMU samples recorded in FRD are converted to the pilot's FLU.
 Each frame gets the latest command and IMU sample stamped no later than the frame plus a
 tolerance, and no older than a maximum age; frames without them are reported, not hidden.
-Out-of-order stamps are sorted and counted; gaps split the flight into segments.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from rosbags.rosbag2 import Reader
 
-from liquid_pilot.flight.codec import IMU_TYPE, TYPESTORE, BadInput, image_to_rgb
+from liquid_pilot.data.storage import BagError, Topic, open_bag
+from liquid_pilot.flight.codec import IMU_TYPE, BadInput, image_to_rgb
+from liquid_pilot.flight.conventions import check_frame, command_to_flu, imu_to_flu
 from liquid_pilot.flight.image import fit, fov_after_fit
+
+__all__ = ["BagError", "Flight", "TopicConfig", "read_flight", "resolve_topics"]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "geometry_msgs/msg/Twist")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-
-
-class BagError(ValueError):
-    """A bag that cannot be used; the message names the bag and the problem."""
-
-    def __init__(self, bag: str | Path, problem: str):
-        super().__init__(f"{bag}: {problem}")
+HEADERLESS = {"geometry_msgs/msg/Twist"}
+AUTO, NONE = "auto", "none"
+CONVENTIONAL = {"image": "/camera/image_raw", "command": "/cmd_vel", "imu": "/imu/data"}
+ALLOWED = {"image": IMAGE_TYPES, "command": COMMAND_TYPES, "imu": (IMU_TYPE,)}
+OPTION = {"image": "--image-topic", "command": "--command-topic", "imu": "--imu-topic"}
+TIME_SOURCES = ("header", "receive", "auto")
+CLOCK_OFFSET_S = 0.5  # streams whose header clocks differ by more than this are on different clocks
 
 
 @dataclass
 class TopicConfig:
-    image: str = "/camera/image_raw"
+    """How to read a flight from a bag: topics, time and conventions (validated on construction)."""
+
+    image: str = "/camera/image_raw"  # a topic, or "auto": the bag's image topic, chosen by type
     # sensor_msgs/CameraInfo of the image; None: the image topic's sibling camera_info
     # (/camera/image_raw -> /camera/camera_info); "": do not read one.
     camera_info: str | None = None
-    command: str = "/cmd_vel"
-    imu: str | None = "/imu/data"  # None: the pilot flies without IMU
+    command: str = "/cmd_vel"  # a topic, or "auto"
+    imu: str | None = "/imu/data"  # a topic, "auto", or None / "none": no IMU (an image-only pilot)
     tolerance_s: float = 0.02  # a command or IMU sample may be stamped this much after its frame
     command_max_age_s: float = 0.5  # older than this, a frame has no usable label
     imu_max_age_s: float = 0.2
     gap_factor: float = 2.5  # a frame interval longer than this many median intervals is a gap
+    time_source: str = "auto"  # header, receive (when recorded), or auto (header unless the clocks disagree)
+    max_reorder_s: float = 0.25  # a stamp this much before one already seen: the clock stepped back
+    command_frame: str = "flu"  # body frame of the recorded commands: flu (REP-103) or frd (PX4, MAVLink)
+    imu_frame: str = "flu"  # body frame of the recorded IMU samples
 
-    def camera_info_topic(self) -> str | None:
-        """Return the CameraInfo topic to read, or None."""
+    def __post_init__(self) -> None:
+        if self.imu is None or self.imu.lower() == NONE:
+            self.imu = None
+        for role in ("image", "command"):
+            if not getattr(self, role) or getattr(self, role).lower() == NONE:
+                raise ValueError(f"topics.{role} must be a topic or 'auto' (only the IMU can be 'none')")
+        if self.time_source not in TIME_SOURCES:
+            raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got {self.time_source!r}")
+        check_frame(self.command_frame, "command_frame")
+        check_frame(self.imu_frame, "imu_frame")
+        for name in ("tolerance_s", "command_max_age_s", "imu_max_age_s", "gap_factor", "max_reorder_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    def camera_info_topic(self, image: str | None = None) -> str | None:
+        """Return the CameraInfo topic to read for ``image`` (default: the configured one), or None."""
         if self.camera_info is not None:
             return self.camera_info or None
-        base = self.image.removesuffix("/compressed")  # image_transport's topic for compressed frames
+        base = (image or self.image).removesuffix("/compressed")  # image_transport's topic for compressed frames
         return base.rpartition("/")[0] + "/camera_info" if "/" in base else "camera_info"
 
 
@@ -61,8 +93,8 @@ class Flight:
 
     bag: str
     images: np.ndarray  # (N, H, W, 3) uint8 RGB
-    commands: np.ndarray  # (N, 4) float32 [vx, vy, vz, yaw_rate]
-    imu: np.ndarray  # (N, 6) float32 (zeros without an IMU topic)
+    commands: np.ndarray  # (N, 4) float32 [vx, vy, vz, yaw_rate], FLU
+    imu: np.ndarray  # (N, 6) float32, FLU (zeros without an IMU topic)
     dt: np.ndarray  # (N,) float32 seconds since the previous kept frame; 0 at segment starts
     segments: np.ndarray  # (N,) int: frames of one segment are contiguous in time
     # (horizontal, vertical) degrees the frames show after preprocessing, from the bag's CameraInfo;
@@ -72,22 +104,58 @@ class Flight:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def bag_metadata(path: Path) -> dict[str, Any]:
-    """Read the rosbag2 metadata.yaml of a bag folder (custom_data holds our episode facts)."""
-    meta = path / "metadata.yaml"
-    if not meta.is_file():
-        raise BagError(path, "not a rosbag2 bag (no metadata.yaml)")
-    try:
-        return yaml.load(meta.read_text(), Loader=yaml.CSafeLoader)["rosbag2_bagfile_information"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise BagError(path, f"unreadable metadata.yaml: {exc}") from None
+def _listing(topics: dict[str, Topic]) -> str:
+    items = [f"{t.name} ({t.msgtype or 'no type'})" for t in sorted(topics.values(), key=lambda t: t.name)]
+    return ", ".join(items[:30]) + (f", and {len(items) - 30} more" if len(items) > 30 else "") or "nothing"
 
 
-def _stamp(msg: Any, bag_time: int) -> int:
-    header = getattr(msg, "header", None)
-    if header is None:
-        return bag_time
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+def resolve_topics(bag: str | Path, topics: dict[str, Topic],
+                   config: TopicConfig) -> tuple[dict[str, str | None], list[str]]:
+    """Return the topics to read ({image, command, imu, camera_info}) and how each was chosen, or raise BagError.
+
+    ``auto`` takes the one topic of the role's type, or the conventional name when several are;
+    errors list the bag's topics and the option that chooses.
+    """
+    chosen: dict[str, str | None] = {}
+    how: list[str] = []
+    for role in ("image", "command", "imu"):
+        name = getattr(config, role)
+        allowed = ALLOWED[role]
+        setting = f"{OPTION[role]} (topics.{role} in a training config)"
+        if name is None:
+            chosen[role] = None
+            continue
+        if name != AUTO:
+            if name not in topics:
+                raise BagError(bag, f"no {role} topic {name!r}; the bag has: {_listing(topics)}; choose with "
+                                    f"{setting}")
+            if topics[name].msgtype not in allowed:
+                raise BagError(bag, f"{role} topic {name!r} has type {topics[name].msgtype}; expected "
+                                    f"{' or '.join(allowed)}; choose another with {setting}")
+            chosen[role] = name
+            continue
+        candidates = sorted(t.name for t in topics.values() if t.msgtype in allowed)
+        if len(candidates) == 1:
+            chosen[role] = candidates[0]
+            how.append(f"{role} {candidates[0]} (the only {' or '.join(a.rpartition('/')[2] for a in allowed)})")
+        elif CONVENTIONAL[role] in candidates:
+            chosen[role] = CONVENTIONAL[role]
+            others = [c for c in candidates if c != CONVENTIONAL[role]]
+            how.append(f"{role} {CONVENTIONAL[role]} (the conventional name; also there: {', '.join(others)})")
+        elif candidates:
+            raise BagError(bag, f"{len(candidates)} {role} topics ({', '.join(candidates)}): choose one with {setting}")
+        else:
+            none = ", or --imu-topic none for an image-only pilot" if role == "imu" else ""
+            raise BagError(bag, f"no {role} topic ({' or '.join(allowed)}); the bag has: {_listing(topics)}; "
+                                f"name one with {setting}{none}")
+    info = config.camera_info_topic(chosen["image"])
+    chosen["camera_info"] = info if info in topics and topics[info].msgtype == CAMERA_INFO_TYPE else None
+    return chosen, how
+
+
+def _stamp(msg: Any) -> int:
+    stamp = msg.header.stamp
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def _decode(msg: Any, msgtype: str, bag: Path) -> np.ndarray:
@@ -118,12 +186,20 @@ def _command(msg: Any) -> list[float]:
     return [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z]
 
 
-def _latest(stamps: np.ndarray, at: np.ndarray, tolerance: int, max_age: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the latest sample stamped <= at + tolerance, and whether it is young enough."""
-    index = np.searchsorted(stamps, at + tolerance, side="right") - 1
-    ok = index >= 0
-    ok[ok] = at[ok] - stamps[index[ok]] <= max_age
-    return np.maximum(index, 0), ok
+def _imu(msg: Any) -> list[float]:
+    w, a = msg.angular_velocity, msg.linear_acceleration
+    return [w.x, w.y, w.z, a.x, a.y, a.z]
+
+
+@dataclass
+class _Stream:
+    """One topic's samples as read: header stamps (-1: the type has none), receive times, arrival order."""
+
+    topic: str
+    header: list[int] = field(default_factory=list)
+    receive: list[int] = field(default_factory=list)
+    arrival: list[int] = field(default_factory=list)
+    values: list = field(default_factory=list)
 
 
 def read_flight(path: str | Path, topics: TopicConfig | None = None,
@@ -132,106 +208,230 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
 
     Raises ``BagError`` on any problem.
     """
-    topics = topics or TopicConfig()
-    bag = Path(path)
-    metadata = bag_metadata(bag)
-    try:
-        reader = Reader(bag)
-        reader.open()
-    except Exception as exc:  # rosbags raises its own error types for damaged storage
-        raise BagError(bag, f"cannot open the bag (truncated or corrupted?): {exc}") from None
-    try:
-        types = {c.topic: c.msgtype for c in reader.connections}
-        wanted = {"image": (topics.image, IMAGE_TYPES), "command": (topics.command, COMMAND_TYPES)}
-        if topics.imu:
-            wanted["imu"] = (topics.imu, (IMU_TYPE,))
-        for role, (topic, allowed) in wanted.items():
-            if topic not in types:
-                raise BagError(bag, f"no {role} topic {topic!r}; the bag has: {', '.join(sorted(types)) or 'nothing'}")
-            if types[topic] not in allowed:
-                raise BagError(bag, f"{role} topic {topic!r} has type {types[topic]}; expected {' or '.join(allowed)}")
-        info_topic = topics.camera_info_topic()
-        if types.get(info_topic) != CAMERA_INFO_TYPE:
-            info_topic = None  # none recorded (or not a CameraInfo): the field of view stays unknown
-        frames, frame_stamps, commands, command_stamps, imu, imu_stamps = [], [], [], [], [], []
+    config = topics or TopicConfig()
+    bag_path = Path(path)
+    with open_bag(bag_path) as bag:
+        chosen, how = resolve_topics(bag_path, bag.topics, config)
+        roles = {chosen[r]: r for r in ("imu", "command", "image") if chosen[r]}
+        streams = {role: _Stream(topic) for topic, role in roles.items()}
+        info_topic = chosen["camera_info"]
         info, shape = None, None
-        topic_names = {t for t, _ in wanted.values()} | {info_topic}
-        chosen = [c for c in reader.connections if c.topic in topic_names]
+        wanted = set(roles) | ({info_topic} if info_topic else set())
+        headed = {role: bag.topics[topic].msgtype not in HEADERLESS for topic, role in roles.items()}
+        invalid = {"command": 0, "imu": 0}
         try:
-            for connection, bag_time, raw in reader.messages(connections=chosen):
-                if connection.topic == info_topic:
+            for arrival, (topic, receive, raw) in enumerate(bag.messages(wanted)):
+                if topic == info_topic:
                     if info is None:  # the first is used; a camera's intrinsics do not change in flight
-                        info = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                        info = bag.decode(topic, raw)
                     continue
-                msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-                if connection.topic == topics.image:
-                    image = _decode(msg, connection.msgtype, bag)
+                msg = bag.decode(topic, raw)
+                role = roles[topic]
+                stream = streams[role]
+                if role == "image":
+                    image = _decode(msg, bag.topics[topic].msgtype, bag_path)
                     if shape is None:
                         shape = image.shape
-                    if size is not None:
-                        image = fit(image, size)
-                    frames.append(image)
-                    frame_stamps.append(_stamp(msg, bag_time))
-                elif connection.topic == topics.command:
-                    commands.append(_command(msg))
-                    command_stamps.append(_stamp(msg, bag_time))
+                    elif image.shape != shape:
+                        raise BagError(bag_path, f"frames change size within the bag: {shape[:2]} and "
+                                                 f"{image.shape[:2]}")
+                    stream.values.append(fit(image, size) if size is not None else image)
                 else:
-                    imu.append([msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z,
-                                msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z])
-                    imu_stamps.append(_stamp(msg, bag_time))
+                    values = _command(msg) if role == "command" else _imu(msg)
+                    if not all(math.isfinite(v) for v in values):
+                        invalid[role] += 1  # NaN or infinity: a sample that would poison training
+                        continue
+                    stream.values.append(values)
+                stream.header.append(_stamp(msg) if headed[role] else -1)
+                stream.receive.append(receive)
+                stream.arrival.append(arrival)
         except BagError:
             raise
         except Exception as exc:
-            raise BagError(bag, f"damaged message data (truncated or corrupted?): {exc}") from None
-    finally:
-        reader.close()
-    flight = _align(bag, metadata, topics, frames, frame_stamps, commands, command_stamps, imu, imu_stamps)
+            raise BagError(bag_path, f"damaged message data (truncated or corrupted?): {exc}") from None
+        notes = list(bag.notes)
+        notes += [f"{n} {role} samples on {chosen[role]} are not finite (NaN or infinity): left out"
+                  for role, n in invalid.items() if n]
+        metadata = dict(bag.custom_data)
+    flight = _align(bag_path, config, streams, notes)
+    flight.metadata = metadata
     if info is not None:
         flight.camera_fov_deg = _camera_fov(info, shape, size)
-    flight.report["camera_info"] = info_topic if info is not None else None
+    flight.report.update(topics=chosen, chosen=how, camera_info=info_topic if info is not None else None,
+                         command_frame=config.command_frame, imu_frame=config.imu_frame)
     return flight
 
 
-def _align(bag: Path, metadata: dict, topics: TopicConfig, frames: list, frame_stamps: list, commands: list,
-           command_stamps: list, imu: list, imu_stamps: list) -> Flight:
-    if not frames:
-        raise BagError(bag, f"no frames on {topics.image}")
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise BagError(bag, f"frames change size within the bag: {sorted(shapes)}")
-    report: dict[str, Any] = {"frames": len(frames)}
+def _clock_offsets(streams: dict[str, _Stream]) -> dict[str, float]:
+    """Per stream, the median of receive time minus header stamp (s); 0 for a stream without headers."""
+    offsets = {}
+    for role, s in streams.items():
+        header, receive = np.asarray(s.header, np.int64), np.asarray(s.receive, np.int64)
+        valid = header > 0
+        offsets[role] = float(np.median(receive[valid] - header[valid])) / 1e9 if valid.any() else 0.0
+    return offsets
 
-    def ordered(stamps: list, values: list, name: str) -> tuple[np.ndarray, np.ndarray]:
-        stamps_arr = np.array(stamps, dtype=np.int64).reshape(-1)
-        order = np.argsort(stamps_arr, kind="stable")
-        report[f"{name}_out_of_order"] = int(np.sum(np.diff(stamps_arr) < 0))
-        return stamps_arr[order], np.asarray(values)[order] if len(values) else np.zeros((0,))
 
-    f_stamps, order = ordered(frame_stamps, np.arange(len(frames)), "frame")
-    c_stamps, c_values = ordered(command_stamps, commands, "command")
-    i_stamps, i_values = ordered(imu_stamps, imu, "imu")
-    if len(c_stamps) == 0:
-        raise BagError(bag, f"no commands on {topics.command}")
-    tol = int(topics.tolerance_s * 1e9)
-    c_index, c_ok = _latest(c_stamps, f_stamps, tol, int(topics.command_max_age_s * 1e9))
+def _choose_time(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: list[str]) -> str:
+    headed = [r for r, s in streams.items() if any(h > 0 for h in s.header)]
+    if config.time_source == "receive" or not headed:
+        return "receive"
+    offsets = _clock_offsets(streams)
+    clocks = {r: offsets[r] if r in headed else 0.0 for r in ("image", "command", "imu") if r in streams}
+    low, high = min(clocks, key=clocks.get), max(clocks, key=clocks.get)
+    if clocks[high] - clocks[low] <= CLOCK_OFFSET_S:
+        return "header"
+
+    def clock(role: str) -> str:
+        topic = streams[role].topic
+        return f"{topic} (header stamps)" if role in headed else f"{topic} (no header: receive time)"
+
+    explained = (f"the streams are stamped on different clocks: {clock(low)} runs {clocks[high] - clocks[low]:.3f} s "
+                 f"ahead of {clock(high)} (a sensor's boot clock, or an unsynchronised computer)")
+    if config.time_source == "header":
+        raise BagError(bag, f"{explained}; use --time-source receive (or auto) to align them by the time each "
+                            f"message was recorded")
+    notes.append(f"time: the time each message was recorded, not the header stamps: {explained}")
+    return "receive"
+
+
+def _times(stream: _Stream, source: str, offset_s: float) -> tuple[np.ndarray, int]:
+    """Stamps (ns) of a stream by the time source, and how many zero stamps took the receive time."""
+    receive = np.asarray(stream.receive, np.int64)
+    header = np.asarray(stream.header, np.int64)
+    if source == "receive" or not len(header) or (header < 0).all():
+        return receive, 0
+    zero = header <= 0
+    # Zero stamps take the receive time, shifted onto the header clock by the stream's usual delay.
+    return np.where(zero, receive - int(round(offset_s * 1e9)), header), int(zero.sum())
+
+
+def _runs(stamps: np.ndarray, max_reorder: int) -> np.ndarray:
+    """Run index of each sample (in arrival order): a new run wherever the clock steps back over ``max_reorder``."""
+    runs = np.zeros(len(stamps), np.int64)
+    start, run = 0, 0
+    while start < len(stamps):
+        peak = np.maximum.accumulate(stamps[start:])
+        back = np.flatnonzero(stamps[start + 1:] < peak[:-1] - max_reorder)
+        end = start + 1 + int(back[0]) if len(back) else len(stamps)
+        runs[start:end] = run
+        start, run = end, run + 1
+    return runs
+
+
+def _ordered(stamps: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, int]:
+    """Order samples run by run (in arrival order), by stamp within a run; also count those out of order."""
+    order = np.lexsort((np.arange(len(stamps)), stamps, runs))
+    within = (np.diff(stamps) < 0) & (np.diff(runs) == 0)
+    return order, int(within.sum())
+
+
+def _latest(stamps: np.ndarray, at: np.ndarray, tolerance: int, max_age: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the latest sample stamped <= at + tolerance, and whether it is young enough."""
+    index = np.searchsorted(stamps, at + tolerance, side="right") - 1
+    ok = index >= 0
+    ok[ok] = at[ok] - stamps[index[ok]] <= max_age
+    return np.maximum(index, 0), ok
+
+
+def _match(frames: tuple[np.ndarray, np.ndarray, np.ndarray], samples: tuple[np.ndarray, np.ndarray, np.ndarray],
+           tolerance: int, max_age: int) -> tuple[np.ndarray, np.ndarray]:
+    """For frames (stamps, runs, arrival) in flight order, each one's sample (an index into ``samples``), and ok.
+
+    A frame looks only in the matching sample run, so a clock that stepped back never lends a frame
+    a sample of another stretch: when both streams stepped back as often (one clock reset them all),
+    the run of the same rank; else the run that was running when the frame arrived (that of the
+    last sample received before it).
+    """
+    f_stamps, f_runs, f_arrival = frames
+    s_stamps, s_runs, s_arrival = samples
+    index = np.zeros(len(f_stamps), np.int64)
+    ok = np.zeros(len(f_stamps), bool)
+    if not len(s_stamps):
+        return index, ok
+    if f_runs.max() == s_runs.max():
+        run_of_frame = f_runs
+    else:
+        last = np.searchsorted(s_arrival, f_arrival) - 1
+        run_of_frame = s_runs[np.maximum(last, 0)]
+    order, _ = _ordered(s_stamps, s_runs)
+    sorted_stamps, sorted_runs = s_stamps[order], s_runs[order]
+    for run in np.unique(run_of_frame):
+        mine = run_of_frame == run
+        lo, hi = np.searchsorted(sorted_runs, run), np.searchsorted(sorted_runs, run, side="right")
+        i, good = _latest(sorted_stamps[lo:hi], f_stamps[mine], tolerance, max_age)
+        index[mine], ok[mine] = order[lo + i], good
+    return index, ok
+
+
+def _align(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: list[str]) -> Flight:
+    if not streams["image"].values:
+        raise BagError(bag, f"no frames on {streams['image'].topic}")
+    if not streams["command"].values:
+        raise BagError(bag, f"no commands on {streams['command'].topic}")
+    source = _choose_time(bag, config, streams, notes)
+    offsets = _clock_offsets(streams)
+    report: dict[str, Any] = {"frames": len(streams["image"].values), "time_source": source}
+    reorder = int(config.max_reorder_s * 1e9)
+    arrays = {}
+    for role, stream in streams.items():
+        stamps, zero = _times(stream, source, offsets[role])
+        runs = _runs(stamps, reorder)
+        arrays[role] = (stamps, runs, np.asarray(stream.arrival, np.int64))
+        _, report[f"{role}_out_of_order"] = _ordered(stamps, runs)
+        report[f"{role}_zero_stamps"] = zero
+        report[f"{role}_clock_steps"] = int(runs[-1]) if len(runs) else 0
+        if zero:
+            notes.append(f"{zero} {role} messages on {stream.topic} have a zero stamp: they took the time they were "
+                         f"recorded")
+    report["frame_out_of_order"] = report.pop("image_out_of_order")  # the names bag info has always printed
+    steps = report["image_clock_steps"]
+    if steps:
+        notes.append(f"the clock of {streams['image'].topic} steps back {steps} time(s) (more than "
+                     f"{config.max_reorder_s} s): each stretch is a segment of its own, never sorted across")
+    f_stamps, f_runs, f_arrival = arrays["image"]
+    order, _ = _ordered(f_stamps, f_runs)
+    frames = (f_stamps[order], f_runs[order], f_arrival[order])
+    tol = int(config.tolerance_s * 1e9)
+    c_index, c_ok = _match(frames, arrays["command"], tol, int(config.command_max_age_s * 1e9))
     keep = c_ok.copy()
     report["frames_without_command"] = int(np.sum(~c_ok))
-    if topics.imu:
-        i_index, i_ok = _latest(i_stamps, f_stamps, tol, int(topics.imu_max_age_s * 1e9))
+    if "imu" in streams:
+        i_index, i_ok = _match(frames, arrays["imu"], tol, int(config.imu_max_age_s * 1e9))
         report["frames_without_imu"] = int(np.sum(c_ok & ~i_ok))
         keep &= i_ok
     if not keep.any():
-        raise BagError(bag, "no usable frames: none has a command (and IMU sample) close enough in time")
-    stamps = f_stamps[keep]
+        raise BagError(bag, "no usable frames: none has a command (and IMU sample) close enough in time"
+                            + _closest(frames[0], arrays, config))
+    stamps, runs = frames[0][keep], frames[1][keep]
     intervals = np.diff(stamps)
-    median = float(np.median(intervals)) if len(intervals) else 0.0
-    breaks = np.concatenate([[True], intervals > topics.gap_factor * median]) if median > 0 else np.ones(1, bool)
-    report.update(gaps=int(breaks[1:].sum()), median_frame_interval_s=median / 1e9, kept=int(keep.sum()),
-                  duration_s=float(stamps[-1] - stamps[0]) / 1e9)
+    same_run = np.diff(runs) == 0
+    positive = intervals[same_run & (intervals > 0)]
+    median = float(np.median(positive)) if len(positive) else 0.0
+    gaps = same_run & (intervals > config.gap_factor * median) if median > 0 else same_run & False
+    breaks = np.concatenate([[True], ~same_run | gaps])
+    report.update(gaps=int(gaps.sum()), median_frame_interval_s=median / 1e9, kept=int(keep.sum()),
+                  duration_s=float(sum(np.ptp(stamps[runs == r]) for r in np.unique(runs))) / 1e9, notes=notes)
     dt = np.concatenate([[0.0], intervals / 1e9]).astype(np.float32)
     dt[breaks] = 0.0
-    images = np.stack([frames[i] for i in order[keep]])
-    imu_out = i_values[i_index[keep]].astype(np.float32) if topics.imu else np.zeros((len(stamps), 6), np.float32)
-    return Flight(bag=str(bag), images=images, commands=c_values[c_index[keep]].astype(np.float32), imu=imu_out,
-                  dt=dt, segments=np.cumsum(breaks) - 1,
-                  metadata={str(k): str(v) for k, v in (metadata.get("custom_data") or {}).items()}, report=report)
+    images = np.stack([streams["image"].values[i] for i in order[keep]])
+    commands = np.asarray(streams["command"].values, np.float64)[c_index[keep]]
+    if "imu" in streams:
+        imu = imu_to_flu(np.asarray(streams["imu"].values, np.float64)[i_index[keep]], config.imu_frame)
+    else:
+        imu = np.zeros((len(stamps), 6), np.float32)
+    return Flight(bag=str(bag), images=images, commands=command_to_flu(commands, config.command_frame), imu=imu,
+                  dt=dt, segments=np.cumsum(breaks) - 1, report=report)
+
+
+def _closest(frame_stamps: np.ndarray, arrays: dict, config: TopicConfig) -> str:
+    """Say how far apart the frames and commands are, when that explains why none matched."""
+    commands = np.sort(arrays["command"][0])
+    if not len(commands):
+        return ""
+    index = np.clip(np.searchsorted(commands, frame_stamps), 0, len(commands) - 1)
+    gap = float(np.min(np.abs(commands[index] - frame_stamps))) / 1e9
+    if gap > config.command_max_age_s:
+        return (f"; the nearest command is {gap:.3f} s from any frame: if the topics are stamped on different "
+                f"clocks, try --time-source receive")
+    return ""

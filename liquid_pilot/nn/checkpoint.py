@@ -1,4 +1,8 @@
-"""One-file pilot checkpoints: weights, architecture, wiring, normalisation, provenance.
+"""One-file pilot checkpoints: weights, architecture, wiring, normalisation, provenance, inputs.
+
+``inputs`` says what the pilot was trained to read, so that replay (and a user) reads a bag the
+same way: the topics, the time source, the body frames the recordings used (converted to FLU)
+and the image preprocessing. Checkpoints written before it have none.
 
 The file is a ``torch.save`` archive read back with ``weights_only=True`` (no code runs
 on load). A SHA-256 over the weights catches silent corruption; the stored wiring is
@@ -46,8 +50,13 @@ def _wiring_arrays(pilot: Pilot) -> dict[str, np.ndarray] | None:
     return {"sensory_adjacency": wiring.sensory_adjacency, "adjacency": wiring.adjacency}
 
 
-def save_pilot(pilot: Pilot, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> None:
-    """Write atomically: an interrupted save never leaves a half-written file at ``path``."""
+def save_pilot(pilot: Pilot, path: str | os.PathLike, provenance: dict[str, Any] | None = None,
+               inputs: dict[str, Any] | None = None) -> None:
+    """Write atomically: an interrupted save never leaves a half-written file at ``path``.
+
+    ``inputs``: how the training data were read (topics, time_source, command_frame, imu_frame,
+    preprocessing); ``read_inputs`` gives it back.
+    """
     state = {k: v.detach().cpu() for k, v in pilot.state_dict().items()}
     wiring = _wiring_arrays(pilot)
     payload = {
@@ -58,6 +67,7 @@ def save_pilot(pilot: Pilot, path: str | os.PathLike, provenance: dict[str, Any]
         "sha256": _digest(state),
         "wiring": None if wiring is None else {k: torch.from_numpy(v.copy()) for k, v in wiring.items()},
         "provenance": dict(provenance or {}),
+        "inputs": dict(inputs or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +101,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if _digest(payload["state_dict"]) != payload["sha256"]:
         raise CheckpointError(path, "weights do not match their checksum: the file is corrupted")
     return payload
+
+
+def read_inputs(path: str | os.PathLike) -> dict[str, Any]:
+    """How the pilot's training data were read ({} for a checkpoint written before this was recorded)."""
+    inputs = read_checkpoint(path).get("inputs") or {}
+    return inputs if isinstance(inputs, dict) else {}
 
 
 def load_pilot(path: str | os.PathLike) -> Pilot:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -44,14 +43,3 @@ def matching_qos(offered: Sequence[Qos], depth: int) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-
-
-def bag_paths(path: Path) -> list[Path]:
-    """Return the bags of a recording: ``path`` itself, or the bags inside it in name order."""
-    if (path / "metadata.yaml").is_file():
-        return [path]
-    bags = [p for p in path.iterdir() if (p / "metadata.yaml").is_file()] if path.is_dir() else []
-    bags.sort(key=lambda p: (len(p.name), p.name))  # NAME_2 before NAME_10
-    if not bags:
-        raise ValueError(f"{path}: not a rosbag2 bag, nor a folder of bags")
-    return bags

@@ -1,5 +1,9 @@
 """The player node: replays a recording's serialized messages with their original timing.
 
+A recording is any bag ``liquid-pilot`` reads (``data.storage``): a rosbag2 folder (the
+recorder's, split into files, even one cut short by a crash), a bare .mcap or .db3 file, or a
+folder of bags, played one after another. ROS 1 bags hold ROS 1 messages and are not played.
+
 ``rate`` scales the timing (2 = twice as fast). With ``publish_clock`` it also publishes
 ``/clock`` in the recording's time, so nodes with use_sim_time run on the bag's clock.
 Each topic is published with the reliability and durability it was recorded with. The
@@ -13,17 +17,16 @@ from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.rosbag2 import ReaderError
 from rosgraph_msgs.msg import Clock
 
-from liquid_pilot.ros.bag import bag_paths, matching_qos, message_class
+from liquid_pilot.data.storage import BagError, find_bags, open_bag
+from liquid_pilot.ros.bag import matching_qos, message_class
 from liquid_pilot.ros.convert import time_msg
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
 
 PARAMETERS = (
-    Param("bag", "", "recording to play: a rosbag2 bag folder, or a folder of split bags"),
+    Param("bag", "", "recording to play: a rosbag2 bag folder, a .mcap or .db3 file, or a folder of bags"),
     Param("rate", 1.0, "playback speed: 1 = as recorded, 2 = twice as fast", low=0.01, high=100.0),
     Param("publish_clock", False, "publish /clock in the recording's time"),
     Param("topics", [], "topics to play (absolute names as recorded); empty: all"),
@@ -40,25 +43,34 @@ class PlayerNode(Node):
         self.params = p = declare_parameters(self, PARAMETERS)
         if not p["bag"]:
             raise ValueError("player_node: set the 'bag' parameter to the recording to play")
+        self._bags = []
         try:
-            self._reader = AnyReader(bag_paths(Path(p["bag"])))
-            self._reader.open()
-        except (AnyReaderError, ReaderError) as exc:
-            raise ValueError(f"player_node: cannot read {p['bag']}: {exc}") from None
+            paths, unread = find_bags([Path(p["bag"])])
+            for path in paths:
+                self._bags.append(open_bag(path))
+        except BagError as exc:
+            self._close_bags()
+            raise ValueError(f"player_node: cannot read {exc}") from None
+        for line in unread:
+            self.get_logger().warning(line)
+        for bag in self._bags:
+            for note in bag.notes:
+                self.get_logger().info(f"{bag.path}: {note}")
         wanted = set(p["topics"])
         self._outputs = {}
-        for connection in self._reader.connections:
-            topic = connection.topic
-            if ((wanted and topic not in wanted) or topic in self._outputs
-                    or (topic == "/clock" and p["publish_clock"])):
-                continue
-            try:
-                cls = message_class(connection.msgtype)
-            except ValueError as exc:
-                self.get_logger().warning(f"not playing {topic}: {exc}")
-                continue
-            qos = matching_qos(connection.ext.offered_qos_profiles, DEPTH)
-            self._outputs[topic] = self.create_publisher(cls, topic, qos)
+        for bag in self._bags:
+            for topic, info in bag.topics.items():
+                if ((wanted and topic not in wanted) or topic in self._outputs
+                        or (topic == "/clock" and p["publish_clock"])):
+                    continue
+                try:
+                    if info.encoding != "cdr":
+                        raise ValueError(f"its messages are {info.encoding}, not ROS 2 (cdr)")
+                    cls = message_class(info.msgtype)
+                except ValueError as exc:
+                    self.get_logger().warning(f"not playing {topic}: {exc}")
+                    continue
+                self._outputs[topic] = self.create_publisher(cls, topic, matching_qos(info.qos, DEPTH))
         self._clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=10)) if p["publish_clock"] else None
         self.finished = threading.Event()
         self.published = 0
@@ -70,8 +82,13 @@ class PlayerNode(Node):
     def destroy_node(self) -> None:
         self._stop.set()
         self._thread.join()
-        self._reader.close()
+        self._close_bags()
         super().destroy_node()
+
+    def _close_bags(self) -> None:
+        for bag in self._bags:
+            bag.close()
+        self._bags = []
 
     def _play(self) -> None:
         try:
@@ -84,10 +101,9 @@ class PlayerNode(Node):
 
     def _replay(self) -> None:
         rate = self.params["rate"]
-        connections = [c for c in self._reader.connections if c.topic in self._outputs]
         start_wall = start_bag = None
         self.get_logger().info(f"playing {len(self._outputs)} topics from {self.params['bag']} at x{rate}")
-        for connection, stamp, data in self._reader.messages(connections=connections):
+        for topic, stamp, data in (m for bag in self._bags for m in bag.messages(self._outputs)):
             if start_wall is None:
                 start_wall, start_bag = time.monotonic(), stamp
             due = start_wall + (stamp - start_bag) / 1e9 / rate
@@ -100,7 +116,7 @@ class PlayerNode(Node):
                 break
             if self._clock_pub is not None:
                 self._clock_pub.publish(Clock(clock=time_msg(stamp)))
-            self._outputs[connection.topic].publish(data)
+            self._outputs[topic].publish(bytes(data))
             self.published += 1
         self.get_logger().info(f"played {self.published} messages")
 

@@ -1,24 +1,36 @@
-"""The recorder node: chosen topics into rosbag2 MCAP bags, without ``ros2 bag``.
+"""The recorder node: chosen topics into one rosbag2 bag of MCAP files, without ``ros2 bag``, crash-safe.
 
 Each topic's type is found in the ROS graph once it has a publisher; the node subscribes
 with a QoS that matches all its publishers and writes the serialized bytes as they arrive,
-stamped with the node's clock (simulated time under use_sim_time). With ``split_duration``
-or ``split_size`` the recording is a folder of complete bags (``NAME_0``, ``NAME_1``, ...);
-every bag but the open one is final, and the open one is closed on shutdown (Ctrl-C, SIGTERM).
+stamped with the node's clock (simulated time under use_sim_time).
+
+The folder it names is one rosbag2 bag, as ``ros2 bag record`` writes it: ``NAME/NAME_0.mcap``,
+``NAME_1.mcap`` (one file per ``split_duration`` of recorded time or ``split_size`` bytes) and
+``NAME/metadata.yaml``, rewritten whenever a file or topic is added and every few seconds.
+Messages are written in small MCAP chunks, each on disk (flushed and synced) at most
+``flush_period`` after its first message, so a recorder killed at any moment (SIGKILL, a
+battery pulled) loses at most that much: the open file lacks only its index, and
+``liquid-pilot`` reads it as it is (``bag reindex`` rewrites the metadata). Ctrl-C and SIGTERM
+close the bag completely. Under use_sim_time, messages that arrive before any /clock have no
+time to be filed under: they are counted, and a warning says so.
 """
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+import yaml
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rosbags.interfaces import Connection, Qos
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.interfaces import Qos
+from rosbags.rosbag2.metadata import dump_qos_v9
 
+from liquid_pilot.data.mcap import McapWriter
+from liquid_pilot.data.storage import Topic, metadata_for, write_metadata
+from liquid_pilot.flight.codec import TYPESTORE
 from liquid_pilot.ros.bag import matching_qos, message_class, to_bag_qos
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
@@ -27,10 +39,15 @@ TOPICS = ["camera/image_raw", "camera/camera_info", "imu/data", "odom", "cmd_vel
 PARAMETERS = (
     Param("topics", TOPICS, "topics to record (relative names resolve in the node's namespace)"),
     Param("output", "", "folder of the recording; empty: rosbag2_YYYY_MM_DD-HH_MM_SS in the working directory"),
-    Param("split_duration", 0.0, "s of recorded time per bag; 0: no split by time", low=0.0, high=86400.0),
-    Param("split_size", 0, "bytes of message data per bag; 0: no split by size", low=0, high=2**62),
+    Param("split_duration", 60.0, "s of recorded time per file; 0: no split by time", low=0.0, high=86400.0),
+    Param("split_size", 0, "bytes of message data per file; 0: no split by size", low=0, high=2**62),
+    Param("flush_period", 0.5, "s: the longest a received message waits in memory before it is on disk",
+          low=0.05, high=60.0),
 )
 DEPTH = 100  # deep queues: a recorder should lose nothing to a burst
+CHUNK_SIZE = 256 * 1024  # bytes: a chunk this full is written at once
+METADATA_PERIOD_S = 2.0  # metadata.yaml is rewritten at least this often while messages arrive
+NO_CLOCK_WARNING_S = 2.0  # under use_sim_time, warn when messages have waited this long for a /clock
 
 
 class RecorderNode(Node):
@@ -40,32 +57,47 @@ class RecorderNode(Node):
         self.output = Path(p["output"] or datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S"))
         if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
             raise ValueError(f"recorder_node: {self.output} exists and is not an empty folder; not overwriting")
+        self.output.mkdir(parents=True, exist_ok=True)
         self._wanted = {self.resolve_topic_name(t) for t in p["topics"]}
-        self._typestore = get_typestore(Stores.ROS2_KILTED)
         self._topics: dict[str, tuple[str, list[Qos]]] = {}  # topic -> type, offered QoS
         self._lock = threading.Lock()  # callbacks run on several threads; close may come from another
-        self._writer: Writer | None = None
-        self._connections: dict[str, Connection] = {}
-        self._bag_count = 0
-        self._bag_start = 0
-        self._bag_bytes = 0
+        self._writer: McapWriter | None = None
+        self._channels: dict[str, int] = {}  # topic -> channel of the open file
+        self._files: list[tuple[str, int, int, int]] = []  # closed files: name, first ns, last ns, count
+        self._file_start = 0
+        self._file_bytes = 0
+        self._metadata_written = 0.0
         self._closed = False
         self._skipped: set[str] = set()
         self.counts: dict[str, int] = {}
-        # Discovery on the steady clock: under use_sim_time a ROS-time timer would wait for /clock.
-        self.create_timer(0.1, self._discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.unclocked = 0  # messages that arrived under use_sim_time before any /clock
+        self._unclocked_since: float | None = None
+        self._warned_at = 0.0
+        self.warnings: list[str] = []  # what the node warned about, as logged
+        # Discovery and flushing on the steady clock: under use_sim_time a ROS-time timer would wait for /clock.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.1, self._discover, clock=steady)
+        self.create_timer(min(0.1, p["flush_period"] / 2), self._tick, clock=steady)
+        self._write_metadata()  # the folder is a (still empty) bag from the start
         self.get_logger().info(f"recording {', '.join(sorted(self._wanted))} into {self.output}")
         self._discover()
 
+    @property
+    def files(self) -> list[Path]:
+        """The bag's storage files so far."""
+        names = [name for name, *_ in self._files] + ([self._writer.path.name] if self._writer else [])
+        return [self.output / name for name in names]
+
     def close(self) -> None:
-        """Close the open bag (writes its metadata); later messages are dropped."""
+        """Close the open file (its index) and write the final metadata; later messages are dropped."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            self._close_file()
+            self._write_metadata()
         self.get_logger().info(f"closed {self.output}: {sum(self.counts.values())} messages in "
-                               f"{self._bag_count} bag(s)")
+                               f"{len(self._files)} file(s)")
 
     def destroy_node(self) -> None:
         self.close()
@@ -81,7 +113,7 @@ class RecorderNode(Node):
             msgtype = types[0]
             try:
                 cls = message_class(msgtype)
-                if msgtype not in self._typestore.fielddefs:
+                if msgtype not in TYPESTORE.fielddefs:
                     raise ValueError(msgtype)
             except ValueError:
                 if topic not in self._skipped:
@@ -93,48 +125,91 @@ class RecorderNode(Node):
                 self._topics[topic] = (msgtype, offered)
                 self.counts[topic] = 0
                 if self._writer is not None:
-                    self._add_connection(topic)
+                    self._add_channel(topic)
+                self._write_metadata()
             self.create_subscription(cls, topic, partial(self._on_message, topic), matching_qos(offered, DEPTH),
                                      raw=True)
             self.get_logger().info(f"recording {topic} ({msgtype})")
 
     def _on_message(self, topic: str, data: bytes) -> None:
         stamp = self.get_clock().now().nanoseconds
-        if stamp == 0:
-            return  # use_sim_time and no /clock yet: there is no time to file it under
         with self._lock:
             if self._closed:
                 return
+            if stamp == 0:  # use_sim_time and no /clock yet: there is no time to file it under
+                self.unclocked += 1
+                self._unclocked_since = self._unclocked_since or time.monotonic()
+                return
             if self._writer is None or self._split_due(stamp):
-                self._open_bag(stamp)
-            self._writer.write(self._connections[topic], stamp, data)
-            self._bag_bytes += len(data)
+                self._open_file(stamp)
+            self._writer.write(self._channels[topic], stamp, data)
+            self._file_bytes += len(data)
             self.counts[topic] += 1
+
+    def _tick(self) -> None:
+        """Put what waits in memory on disk once it is ``flush_period`` old; keep the metadata current; warn."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._writer is not None and self._writer.tick() \
+                    and time.monotonic() - self._metadata_written >= METADATA_PERIOD_S:
+                self._write_metadata()
+        if self.get_clock().now().nanoseconds:
+            self._unclocked_since = None  # the clock runs (now)
+        since = self._unclocked_since
+        now = time.monotonic()
+        if since is not None and now - since >= NO_CLOCK_WARNING_S and now - self._warned_at >= 10.0:
+            self._warned_at = now
+            self.warnings.append(
+                f"use_sim_time is on and no /clock has arrived: {self.unclocked} messages not recorded (they have "
+                f"no time to be filed under); start the simulator or a /clock publisher, or set use_sim_time "
+                f"false")
+            self.get_logger().warning(self.warnings[-1])
 
     def _split_due(self, stamp: int) -> bool:
         p = self.params
-        return bool((p["split_duration"] and stamp - self._bag_start >= p["split_duration"] * 1e9)
-                    or (p["split_size"] and self._bag_bytes >= p["split_size"]))
+        return bool((p["split_duration"] and stamp - self._file_start >= p["split_duration"] * 1e9)
+                    or (p["split_size"] and self._file_bytes >= p["split_size"]))
 
-    def _open_bag(self, stamp: int) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        split = bool(self.params["split_duration"] or self.params["split_size"])
-        path = self.output / f"{self.output.name}_{self._bag_count}" if split else self.output
-        if path == self.output and self.output.exists():
-            self.output.rmdir()  # checked empty at start; the writer creates the folder itself
-        self._writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
-        self._bag_count += 1
-        self._connections = {}
+    def _open_file(self, stamp: int) -> None:
+        self._close_file()
+        path = self.output / f"{self.output.name}_{len(self._files)}.mcap"
+        self._writer = McapWriter(path, chunk_size=CHUNK_SIZE, flush_period_s=self.params["flush_period"])
+        self._channels = {}
         for topic in self._topics:
-            self._add_connection(topic)
-        self._bag_start, self._bag_bytes = stamp, 0
+            self._add_channel(topic)
+        self._file_start, self._file_bytes = stamp, 0
+        self._write_metadata()
 
-    def _add_connection(self, topic: str) -> None:
+    def _close_file(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        count = sum(writer.counts.values())
+        entry = (writer.path.name, writer.start_ns if count else 0, writer.end_ns if count else 0, count)
+        self._files.append(entry)
+        info = self._metadata()["rosbag2_bagfile_information"]
+        writer.close(rosbag2_metadata=yaml.safe_dump(info, sort_keys=False))
+
+    def _add_channel(self, topic: str) -> None:
         msgtype, offered = self._topics[topic]
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._typestore,
-                                                               offered_qos_profiles=offered)
+        schema = self._writer.add_schema(msgtype, "ros2msg", TYPESTORE.generate_msgdef(msgtype, ros_version=2)[0])
+        qos = yaml.safe_dump(dump_qos_v9(offered), sort_keys=False).strip()
+        self._channels[topic] = self._writer.add_channel(topic, schema, "cdr", {"offered_qos_profiles": qos})
+
+    def _metadata(self) -> dict:
+        files = list(self._files)
+        writer = self._writer
+        if writer is not None:
+            count = sum(writer.counts.values())
+            files.append((writer.path.name, writer.start_ns if count else 0, writer.end_ns if count else 0, count))
+        topics = [Topic(name, msgtype, self.counts[name], "cdr", offered)
+                  for name, (msgtype, offered) in self._topics.items()]
+        return metadata_for(files, topics, "mcap")
+
+    def _write_metadata(self) -> None:
+        write_metadata(self.output, self._metadata())
+        self._metadata_written = time.monotonic()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,12 +6,14 @@ own clock. What replay shows is what ``pilot_node`` would have commanded.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from liquid_pilot.data.reader import Flight, TopicConfig, read_flight
+from liquid_pilot.data.reader import AUTO, Flight, TopicConfig, read_flight
 from liquid_pilot.flight.core import FlightCore
 from liquid_pilot.flight.gate import GateConfig, ManualClock
 from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, Runtime, load_runtime
@@ -36,11 +38,40 @@ def predict(runtime: Runtime, flight: Flight, config: GateConfig | None = None) 
     return np.array(out, dtype=np.float64).reshape(-1, 4)
 
 
+def reading_for(model: str | os.PathLike, uses_imu: bool, given: dict[str, Any] | None = None) -> TopicConfig:
+    """How to read a bag for this pilot: as its training data were (the checkpoint's inputs), then ``given``.
+
+    ``given``: settings from the command line (None: not given). A checkpoint without recorded
+    inputs (older, or an .onnx graph) reads with topics chosen by type.
+    """
+    inputs: dict[str, Any] = {}
+    if Path(model).suffix != ".onnx":
+        from liquid_pilot.nn.checkpoint import read_inputs
+
+        inputs = read_inputs(model)
+    saved = inputs.get("topics") or {}
+    settings: dict[str, Any] = {"image": saved.get("image") or AUTO, "command": saved.get("command") or AUTO,
+                                "imu": saved.get("imu") or AUTO}
+    settings.update({k: inputs[k] for k in ("time_source", "command_frame", "imu_frame") if inputs.get(k)})
+    settings.update({k: v for k, v in (given or {}).items() if v is not None})
+    topics = TopicConfig(**settings)
+    if not uses_imu:
+        return dataclasses.replace(topics, imu=None)
+    if topics.imu is None:
+        raise ValueError(f"{model}: this pilot was trained with IMU input; name its IMU topic (--imu-topic), "
+                         f"'none' is for image-only pilots")
+    return topics
+
+
 def replay(model: str | os.PathLike, bag: str | os.PathLike, plot: str | os.PathLike | None = None,
-           topics: TopicConfig | None = None, runtime: str = DEFAULT_RUNTIME) -> dict[str, dict[str, float]]:
-    """Per-axis mean absolute and RMS error of the pilot against the recorded commands."""
+           topics: TopicConfig | None = None, runtime: str = DEFAULT_RUNTIME,
+           given: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, float]], Flight]:
+    """Per-axis mean absolute and RMS error of the pilot against the recorded commands, and the flight read.
+
+    ``topics`` None: read as the checkpoint's training data were, with ``given`` settings on top.
+    """
     pilot = load_runtime(model, runtime)
-    topics = topics or (TopicConfig() if pilot.uses_imu else TopicConfig(imu=None))
+    topics = topics or reading_for(model, pilot.uses_imu, given)
     flight = read_flight(bag, topics, pilot.image_size)
     predicted = predict(pilot, flight)
     error = predicted - flight.commands
@@ -48,7 +79,7 @@ def replay(model: str | os.PathLike, bag: str | os.PathLike, plot: str | os.Path
               for i, axis in enumerate(COMMAND_AXES)}
     if plot is not None:
         _plot(flight, predicted, errors, Path(plot), Path(model).name)
-    return errors
+    return errors, flight
 
 
 def _plot(flight: Flight, predicted: np.ndarray, errors: dict, path: Path, model: str) -> None:
