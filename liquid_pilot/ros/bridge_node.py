@@ -1,0 +1,220 @@
+"""The bridge node: the pilot's ``cmd_vel`` (body FLU) to a flight controller, under one supervisor.
+
+A thin ROS shell around ``liquid_pilot.bridge`` (plain Python): the supervisor decides, a backend speaks
+the stack's protocol, and a keep-alive thread (``bridge.runner``) ticks them at the stack's rate whatever
+the pilot does. Backends (``backend``):
+
+- ``mavlink``: PX4 (offboard) or ArduPilot Copter (guided), ``flavour``, through pymavlink on ``address``
+  (``udpin:0.0.0.0:14540``, ``udpout:HOST:PORT``, ``tcp:HOST:PORT``, ``serial:/dev/ttyACM0:921600``);
+- ``mavros``: ``<mavros_namespace>/setpoint_velocity/cmd_vel`` (TwistStamped; ENU world rotated by the heading
+  from ``local_position/pose``, or body with ``mavros_frame: body``); arming and modes are the operator's
+  (``mavros_msgs`` has no wheel);
+- ``crazyflie``: cflib on ``uri`` (hover setpoints; vz integrated into a height).
+
+Topics: ``cmd_vel`` (TwistStamped or Twist, reliable) in; ``~/status`` (std_msgs/String, JSON, latched:
+every transition) out. Services (std_srvs/Trigger): ``~/hold`` (hover, pilot disabled), ``~/resume``,
+``~/land``, ``~/estop`` (motors off where the stack allows). The pilot is enabled and disabled through
+its ``~/enable`` (``pilot_enable_service``). Ctrl-C or SIGTERM: hover, then land (``shutdown_action``),
+waiting up to ``shutdown_timeout``. The bridge runs on the steady clock, never simulated time: the
+keep-alive is real.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import fields
+from typing import Any
+
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from liquid_pilot.bridge.conversions import Vector
+from liquid_pilot.bridge.runner import Runner
+from liquid_pilot.bridge.supervisor import Backend, Supervisor, SupervisorConfig
+from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.ros.spin import run
+
+BACKENDS = ("mavlink", "mavros", "crazyflie")
+
+
+def _supervisor_parameters() -> tuple[Param, ...]:
+    """Return the supervisor's settings as parameters: names, defaults, ranges and help from ``SupervisorConfig``."""
+    out = []
+    for f in fields(SupervisorConfig):
+        help_ = SupervisorConfig.HELP[f.name]
+        if f.name in SupervisorConfig.CHOICES:
+            out.append(Param(f.name, f.default, help_, choices=SupervisorConfig.CHOICES[f.name]))
+        elif isinstance(f.default, bool):
+            out.append(Param(f.name, f.default, help_))
+        else:
+            low, high = SupervisorConfig.LIMITS[f.name]
+            out.append(Param(f.name, float(f.default), help_, low=low, high=high))
+    return tuple(out)
+
+
+PARAMETERS = (
+    Param("backend", "mavlink", "mavlink (PX4, ArduPilot), mavros (its topics) or crazyflie (cflib)", choices=BACKENDS),
+    Param("flavour", "px4", "mavlink: px4 (offboard, MAV_FRAME_BODY_NED) or ardupilot (Copter guided, "
+          "MAV_FRAME_BODY_OFFSET_NED)", choices=("px4", "ardupilot")),
+    Param("address", "udpin:0.0.0.0:14540", "mavlink: udpin:HOST:PORT (listen; PX4 SITL's offboard port is 14540), "
+          "udpout:HOST:PORT, tcp:HOST:PORT or serial:DEVICE[:BAUD]"),
+    Param("baud", 57600, "mavlink: serial baud rate when the address gives none", low=1200, high=12_000_000),
+    Param("target_system", 1, "mavlink: the vehicle's system id (0: the first autopilot of the flavour heard)",
+          low=0, high=255),
+    Param("target_component", 1, "mavlink: the autopilot's component id", low=1, high=255),
+    Param("source_system", 255, "mavlink: this bridge's system id", low=1, high=255),
+    Param("source_component", 191, "mavlink: this bridge's component id (191: onboard computer)", low=1, high=255),
+    Param("mavros_namespace", "mavros", "mavros: the namespace of its topics"),
+    Param("mavros_frame", "world", "mavros: world (ENU, MAVROS's default) or body (its mav_frame set to BODY_NED)",
+          choices=("world", "body")),
+    Param("uri", "radio://0/80/2M/E7E7E7E7E7", "crazyflie: the cflib link URI"),
+    Param("rate", 0.0, "Hz of the keep-alive setpoint stream; 0: the stack's own (PX4, MAVROS, Crazyflie 20, "
+          "ArduPilot 10)", low=0.0, high=500.0),
+    Param("command_type", "twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
+          choices=("twist_stamped", "twist")),
+    Param("pilot_enable_service", "pilot_node/enable", "the pilot's std_srvs/SetBool enable service (called when "
+          "the bridge starts and stops flying it); empty: none"),
+    Param("shutdown_timeout", 30.0, "s that Ctrl-C waits for the shutdown (hover, then land) before the stream "
+          "stops", low=0.0, high=600.0),
+    *_supervisor_parameters(),
+)
+
+
+class BridgeNode(Node):
+    def __init__(self, crazyflie: Any = None, **kwargs) -> None:
+        """``crazyflie``: a cflib Crazyflie to use instead of opening ``uri`` (tests pass one on a fake link)."""
+        super().__init__("bridge_node", **kwargs)
+        self.params = p = declare_parameters(self, PARAMETERS)
+        config = SupervisorConfig(**{f.name: p[f.name] for f in fields(SupervisorConfig)})
+        self._status_pub = self.create_publisher(String, "~/status", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._pilot_client = self.create_client(SetBool, p["pilot_enable_service"]) \
+            if p["pilot_enable_service"] else None
+        self._pilot_warned = False
+        self.backend = self._make_backend(crazyflie)
+        rate = p["rate"] or self.backend.rate
+        self.supervisor = Supervisor(self.backend, config, time.monotonic_ns, self._log, self._on_pilot,
+                                     self._on_status)
+        self.get_logger().info(f"bridge: {self.backend.name} at {rate:g} Hz")
+        command_cls = TwistStamped if p["command_type"] == "twist_stamped" else Twist
+        self.create_subscription(command_cls, "cmd_vel", self._on_command, QoSProfile(depth=10),
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        services = MutuallyExclusiveCallbackGroup()
+        for name, request in (("hold", self.supervisor.hold), ("resume", self.supervisor.resume),
+                              ("land", self.supervisor.land), ("estop", self.supervisor.estop)):
+            self.create_service(Trigger, f"~/{name}", self._service(request), callback_group=services)
+        self._on_status(self.supervisor.status())
+        self.runner = Runner(self.supervisor, rate, self._log)
+        self.runner.start()
+
+    def _make_backend(self, crazyflie: Any) -> Backend:
+        p = self.params
+        if p["backend"] == "mavlink":
+            from liquid_pilot.bridge.mavlink import MavlinkBackend
+            return MavlinkBackend(p["address"], p["flavour"], p["target_system"], p["target_component"],
+                                  p["source_system"], p["source_component"], p["baud"], self._log)
+        if p["backend"] == "crazyflie":
+            from liquid_pilot.bridge.crazyflie import CrazyflieBackend
+            return CrazyflieBackend(p["uri"], crazyflie, time.monotonic_ns, self._log)
+        from liquid_pilot.bridge.mavros import MavrosBackend
+        ns = p["mavros_namespace"].rstrip("/")
+        publisher = self.create_publisher(TwistStamped, f"{ns}/setpoint_velocity/cmd_vel", QoSProfile(depth=10))
+        setpoint = TwistStamped()
+
+        def publish(linear: Vector, yaw_rate: float, frame_id: str) -> None:
+            setpoint.header.stamp = self.get_clock().now().to_msg()
+            setpoint.header.frame_id = frame_id
+            setpoint.twist.linear.x, setpoint.twist.linear.y, setpoint.twist.linear.z = linear
+            setpoint.twist.angular.z = yaw_rate
+            publisher.publish(setpoint)
+
+        backend = MavrosBackend(publish, p["mavros_frame"], time.monotonic_ns, self._log)
+        # MAVROS's telemetry: best effort matches its publishers whatever their reliability.
+        sensors = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(PoseStamped, f"{ns}/local_position/pose", lambda m: backend.on_pose(
+            (m.pose.position.x, m.pose.position.y, m.pose.position.z),
+            (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w)),
+            sensors, callback_group=group)
+        self.create_subscription(TwistStamped, f"{ns}/local_position/velocity_local", lambda m: backend.on_velocity(
+            (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z)), sensors, callback_group=group)
+        return backend
+
+    # Callbacks.
+    def _on_command(self, msg: Twist | TwistStamped) -> None:
+        t = msg.twist if isinstance(msg, TwistStamped) else msg
+        self.supervisor.command((t.linear.x, t.linear.y, t.linear.z, t.angular.z))
+
+    def _service(self, request: Any) -> Any:
+        def serve(_: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+            response.success, response.message = request()
+            return response
+        return serve
+
+    def _on_pilot(self, enabled: bool) -> None:
+        """Enable or disable the pilot through its service, without waiting (called under the supervisor's lock)."""
+        client = self._pilot_client
+        if client is None:
+            return
+        if not client.service_is_ready():
+            if not self._pilot_warned:
+                self._pilot_warned = True
+                self.get_logger().warning(f"the pilot's {client.srv_name} is not available: the pilot was not "
+                                          f"{'enabled' if enabled else 'disabled'} (the stream carries whatever "
+                                          "cmd_vel says, and hovers when it is stale)")
+            return
+        future = client.call_async(SetBool.Request(data=enabled))
+        future.add_done_callback(lambda f: None if f.exception() is None and f.result().success else
+                                 self.get_logger().warning(f"the pilot refused ~/enable {enabled}"))
+
+    def _on_status(self, status: dict) -> None:
+        self._status_pub.publish(String(data=json.dumps(status)))
+
+    def _log(self, level: str, message: str) -> None:
+        # One call site per severity: rclpy keys a logging call's settings by its line.
+        if level == "error":
+            self.get_logger().error(message)
+        elif level == "warn":
+            self.get_logger().warning(message)
+        else:
+            self.get_logger().info(message)
+
+    def destroy_node(self) -> None:
+        """Hover, then land (or stop): the shutdown runs to its end or ``shutdown_timeout``, then the link closes."""
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            self.supervisor.shutdown()
+            deadline = time.monotonic() + self.params["shutdown_timeout"]
+            # Telemetry that comes over ROS (MAVROS) needs spinning while the supervisor lands: the
+            # process's executor is already shut down, so spin this node on its own.
+            executor = None
+            try:
+                if self.context.ok():
+                    executor = SingleThreadedExecutor(context=self.context)
+                    executor.add_node(self)
+            except Exception:  # no spinning possible: the backends with their own links do not need it
+                executor = None
+            while not self.supervisor.done and time.monotonic() < deadline:
+                if executor is not None:
+                    executor.spin_once(timeout_sec=0.05)
+                else:
+                    threading.Event().wait(0.05)
+            runner.stop(0.0)  # done, or out of time (it says so)
+            if executor is not None:
+                executor.shutdown()
+            self.backend.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run([BridgeNode], args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

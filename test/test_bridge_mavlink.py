@@ -1,0 +1,381 @@
+"""The MAVLink backend against an autopilot on loopback UDP (127.0.0.1 only), as PX4 and ArduPilot document it.
+
+The autopilot is ``sim.mavlink_vehicle.MavlinkVehicle`` around a point vehicle (``Kinematic``): heartbeats,
+acknowledgements, modes, refusals. The checks read the raw fields of every setpoint it received (frame,
+type mask, target, signs, timing), independently of the bridge's conversions, and where the point vehicle
+went. Simulated time (a fake clock) and lockstep delivery (packet counts) make the flows deterministic; the
+keep-alive rate test alone runs in real time (about 3 s, both cores loaded).
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from liquid_pilot.bridge import mavlink as ml
+from liquid_pilot.bridge.runner import Runner
+from liquid_pilot.bridge.supervisor import Supervisor, SupervisorConfig
+from liquid_pilot.flight.gate import ManualClock
+from liquid_pilot.sim.mavlink_vehicle import Kinematic, MavlinkVehicle, sync
+
+DT = 0.05
+# The type mask bits (MAVLink POSITION_TARGET_TYPEMASK): 1-4 position, 8-32 velocity, 64-256 acceleration,
+# 1024 yaw, 2048 yaw rate.
+POSITION_BITS, VELOCITY_BITS, ACCELERATION_BITS, YAW_BIT, YAW_RATE_BIT = 0b111, 0b111000, 0b111000000, 1024, 2048
+
+
+class Link:
+    """Bridge (supervisor + MAVLink backend) and autopilot on one loopback link, stepped together."""
+
+    def __init__(self, flavour: str = "px4", policy: dict | None = None, armed: bool = True, height: float = 1.0,
+                 yaw: float = 0.7, vehicle_system: int = 1, target_system: int = 1, **config):
+        self.clock = ManualClock(10**9)
+        self.logs: list[tuple[str, str]] = []
+        self.pilot: list[bool] = []
+        self.backend = ml.MavlinkBackend("udpin:127.0.0.1:0", flavour, target_system=target_system, log=self.log)
+        self.port = self.backend.conn.port.getsockname()[1]
+        self.body = Kinematic((0.0, 0.0, height), yaw)
+        self.vehicle = MavlinkVehicle(self.body, f"udpout:127.0.0.1:{self.port}", flavour, system=vehicle_system,
+                                      armed=armed, policy=policy, log=self.log)
+        self.sup = Supervisor(self.backend, SupervisorConfig(**config), self.clock, self.log, self.pilot.append)
+        self.extra = 0  # packets other senders put on the bridge's port
+
+    def log(self, level: str, message: str) -> None:
+        self.logs.append((level, message))
+
+    def step(self, command: tuple | None = None, n: int = 1) -> None:
+        for _ in range(n):
+            now = self.clock.advance(DT)
+            self.vehicle.publish(now)
+            self._to_bridge(now)
+            if command is not None:
+                self.sup.command(command)
+            self.sup.tick()
+            sync(self.backend.conn, self.vehicle.conn, lambda: self.vehicle.receive(now))
+            self.body.fly(self.vehicle.command(now), DT)
+
+    def _to_bridge(self, now: int) -> None:
+        class Sent:  # the vehicle's packets plus any other sender's
+            mav = type("mav", (), {"total_packets_sent": self.vehicle.conn.mav.total_packets_sent + self.extra})
+        sync(Sent, self.backend.conn, lambda: self.backend.poll(now))
+
+    def until(self, state: str, command: tuple | None = None, limit: float = 10.0) -> None:
+        for _ in range(round(limit / DT)):
+            if self.sup.state == state:
+                return
+            self.step(command)
+        raise AssertionError(f"not {state} after {limit} s: {self.sup.state} ({self.sup.reason})")
+
+    def fly(self, command: tuple | None = None) -> None:
+        self.until("flying", command)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.vehicle.conn.close()
+
+    def warned(self, text: str) -> int:
+        return sum(text in m for level, m in self.logs if level in ("warn", "error"))
+
+
+@pytest.fixture
+def link_factory():
+    links = []
+
+    def make(*args, **kwargs) -> Link:
+        links.append(Link(*args, **kwargs))
+        return links[-1]
+    yield make
+    for link in links:
+        link.close()
+
+
+def mode_commands(vehicle: MavlinkVehicle) -> list[tuple]:
+    return [c for c in vehicle.commands if c[1] == ml.MAV_CMD_DO_SET_MODE]
+
+
+@pytest.mark.parametrize(("flavour", "frame"), [("px4", 8), ("ardupilot", 9)])
+def test_every_setpoint_has_the_body_frame_mask_target_and_signs(link_factory, flavour: str, frame: int) -> None:
+    link = link_factory(flavour)
+    link.fly()
+    command = (0.5, 0.2, 0.1, 0.3)  # forward, left, up, counter-clockwise
+    link.step(command, n=10)
+    assert link.vehicle.setpoints and link.vehicle.ignored == {"frame": 0, "mask": 0, "target": 0}
+    for sp in link.vehicle.setpoints:
+        assert sp.frame == frame  # MAV_FRAME_BODY_NED (PX4) / MAV_FRAME_BODY_OFFSET_NED (ArduPilot)
+        assert sp.target == (1, 1)
+        assert sp.type_mask & POSITION_BITS == POSITION_BITS and sp.type_mask & ACCELERATION_BITS == ACCELERATION_BITS
+        assert sp.type_mask & YAW_BIT and not sp.type_mask & (VELOCITY_BITS | YAW_RATE_BIT)
+    last = link.vehicle.setpoints[-1]
+    # Body FRD: y right and z down, yaw rate clockwise seen from above: the pilot's left, up and CCW negated.
+    assert last.velocity == pytest.approx((0.5, -0.2, -0.1), abs=1e-6)
+    assert last.yaw_rate == pytest.approx(-0.3, abs=1e-6)
+    # Before the pilot flies, the stream is hover.
+    first = link.vehicle.setpoints[0]
+    assert first.velocity == (0.0, 0.0, 0.0) and first.yaw_rate == 0.0
+    # One setpoint per tick, time_boot_ms following the clock.
+    boot = [sp.time_boot_ms for sp in link.vehicle.setpoints[-10:]]
+    assert all(b - a == round(DT * 1000) for a, b in zip(boot, boot[1:]))
+
+
+@pytest.mark.parametrize("flavour", ["px4", "ardupilot"])
+def test_forward_left_up_and_yaw_commands_move_the_vehicle_where_the_pilot_means(link_factory, flavour: str) -> None:
+    link = link_factory(flavour, yaw=2.0)
+    link.fly()
+    for command, check in [
+        ((0.5, 0.0, 0.0, 0.0), lambda d, yaw: np.allclose(d[:2] / np.linalg.norm(d[:2]), [math.cos(yaw), math.sin(yaw)],
+                                                          atol=1e-4)),
+        ((0.0, 0.5, 0.0, 0.0), lambda d, yaw: np.allclose(d[:2] / np.linalg.norm(d[:2]),
+                                                          [-math.sin(yaw), math.cos(yaw)], atol=1e-4)),
+        ((0.0, 0.0, 0.3, 0.0), lambda d, yaw: d[2] > 0.25 and abs(d[0]) + abs(d[1]) < 1e-6),
+    ]:
+        start, yaw = link.body.position.copy(), link.body.yaw
+        link.step(command, n=20)
+        assert check(link.body.position - start, yaw), (command, link.body.position - start)
+    yaw = link.body.yaw
+    link.step((0.0, 0.0, 0.0, 0.4), n=20)
+    assert 0.3 < (link.body.yaw - yaw) % (2 * math.pi) < 0.5  # counter-clockwise, ~0.4 rad
+
+
+def test_px4_offboard_is_requested_only_after_a_second_of_stream(link_factory) -> None:
+    link = link_factory("px4")
+    link.fly()
+    first_setpoint = link.vehicle.setpoints[0].time
+    (when, _, params, result), = mode_commands(link.vehicle)
+    assert (when - first_setpoint) / 1e9 >= 1.0 - 1e-9
+    assert params[:3] == (1.0, 6.0, 0.0) and result == 0  # custom mode, main mode OFFBOARD: accepted
+    assert link.vehicle.mode == "OFFBOARD" and link.pilot == [True]
+
+
+def test_px4_refuses_offboard_without_a_stream(link_factory) -> None:
+    # The autopilot side is faithful: a switch without setpoints is refused (prime_s 0 is too early here).
+    link = link_factory("px4", prime_s=0.0)
+    link.until("failed")
+    assert link.warned("vehicle refused control: DENIED") == 1 and link.pilot == []
+
+
+def test_px4_auto_takeoff_climbs_on_setpoints(link_factory) -> None:
+    link = link_factory("px4", armed=False, height=0.0, auto_takeoff=True, takeoff_height=1.0)
+    link.fly()
+    assert link.vehicle.armed and link.body.position[2] >= 0.95
+    climbing = [sp for sp in link.vehicle.setpoints if sp.velocity[2] < 0]
+    assert climbing and all(sp.velocity == pytest.approx((0.0, 0.0, -0.5)) for sp in climbing)  # up is -z in FRD
+    arm = [c for c in link.vehicle.commands if c[1] == ml.MAV_CMD_COMPONENT_ARM_DISARM]
+    assert arm[0][2][0] == 1.0 and mode_commands(link.vehicle)[0][0] < arm[0][0]  # offboard, then arm
+
+
+def test_ardupilot_guided_takeoff_by_command(link_factory) -> None:
+    link = link_factory("ardupilot", armed=False, height=0.0, auto_takeoff=True, takeoff_height=1.2)
+    link.fly()
+    kinds = [c[1] for c in link.vehicle.commands if c[1] != ml.MAV_CMD_SET_MESSAGE_INTERVAL]
+    assert kinds == [ml.MAV_CMD_DO_SET_MODE, ml.MAV_CMD_COMPONENT_ARM_DISARM, ml.MAV_CMD_NAV_TAKEOFF]
+    takeoff = link.vehicle.commands[-1]
+    assert takeoff[2][6] == pytest.approx(1.2) and takeoff[3] == 0
+    assert mode_commands(link.vehicle)[0][2][:2] == (1.0, 4.0)  # GUIDED
+    assert link.body.position[2] >= 1.2 * 0.95
+
+
+@pytest.mark.parametrize(("policy", "failure"), [
+    ({"control": "deny"}, "refused control: DENIED"),
+    ({"control": "temporarily"}, "refused control: TEMPORARILY_REJECTED"),
+    ({"control": "ignore"}, "refused control: no COMMAND_ACK after 3 tries"),
+    ({"arm": "deny"}, "refused arm: DENIED"),
+])
+def test_refused_or_unanswered_commands_fail_safe(link_factory, policy: dict, failure: str) -> None:
+    link = link_factory("px4", policy=policy, armed=False, height=0.0, auto_takeoff=True)
+    link.until("failed")
+    assert link.warned(failure) == 1 and link.pilot == []
+    n = len(link.vehicle.setpoints)
+    link.step(n=20)
+    assert len(link.vehicle.setpoints) == n  # failed: nothing more is sent
+    if policy == {"control": "ignore"}:
+        tries = mode_commands(link.vehicle)
+        assert [int(c[2][0]) for c in tries] == [1, 1, 1] and len(tries) == 3  # resent, then given up
+
+
+def test_stale_pilot_hovers_within_one_period_then_lands_and_stops_sending(link_factory) -> None:
+    link = link_factory("px4", command_timeout=0.3, stale_land_s=1.0)
+    link.fly()
+    link.step((0.5, 0.0, 0.0, 0.0), n=5)
+    last_command_at = link.clock.now
+    link.until("stale")
+    assert (link.clock.now - last_command_at) / 1e9 <= 0.3 + DT + 1e-9
+    assert link.vehicle.setpoints[-1].velocity == (0.0, 0.0, 0.0)
+    link.until("landing")
+    land = mode_commands(link.vehicle)[-1]
+    assert land[2][:3] == (1.0, 4.0, 6.0) and land[3] == 0  # AUTO.LAND, accepted
+    link.step(n=2)
+    assert link.sup.done and link.vehicle.mode == "AUTO.LAND"
+    n = len(link.vehicle.setpoints)
+    link.until("landed")
+    assert len(link.vehicle.setpoints) == n and not link.vehicle.armed and link.body.position[2] <= 0.05
+
+
+@pytest.mark.parametrize("flavour", ["px4", "ardupilot"])
+def test_geofence_breach_hovers_within_one_period(link_factory, flavour: str) -> None:
+    link = link_factory(flavour, yaw=0.0, fence_radius=2.0)
+    link.fly()
+    for _ in range(200):
+        link.step((1.0, 0.0, 0.0, 0.0))
+        if link.sup.state != "flying":
+            break
+    assert link.sup.state == "hold" and "geofence" in link.sup.reason and link.pilot == [True, False]
+    # The breach was seen on the telemetry of this period; this period's setpoint is already hover.
+    assert link.vehicle.setpoints[-1].velocity == (0.0, 0.0, 0.0)
+    assert 2.0 < math.hypot(*link.body.position[:2]) <= 2.0 + 1.0 * DT + 1e-6
+
+
+def test_operator_takeover_stops_every_setpoint(link_factory) -> None:
+    link = link_factory("px4")
+    link.fly()
+    link.step((0.5, 0.0, 0.0, 0.0), n=5)
+    link.vehicle.set_mode(link.vehicle.hold_mode())  # the RC's mode switch
+    link.until("taken_over", (0.5, 0.0, 0.0, 0.0))
+    n = len(link.vehicle.setpoints)
+    link.step((0.5, 0.0, 0.0, 0.0), n=40)
+    assert len(link.vehicle.setpoints) == n and link.pilot == [True, False]
+    assert link.vehicle.mode == "POSCTL"  # the bridge never switched it back
+
+
+def test_estop_force_disarms(link_factory) -> None:
+    link = link_factory("ardupilot")
+    link.fly()
+    assert link.sup.estop()[0]
+    link.step()
+    kill = [c for c in link.vehicle.commands if c[1] == ml.MAV_CMD_COMPONENT_ARM_DISARM][-1]
+    assert kill[2][:2] == (0.0, 21196.0) and not link.vehicle.armed
+
+
+def test_a_dead_link_holds_and_the_bridge_survives(link_factory) -> None:
+    link = link_factory("px4", link_timeout=0.5)
+    link.fly()
+    link.step((0.5, 0.0, 0.0, 0.0), n=3)
+    for _ in range(20):  # the vehicle goes silent; the bridge keeps streaming hover
+        link.clock.advance(DT)
+        link.sup.tick()
+    assert link.sup.state == "hold" and link.warned("link to the vehicle lost") == 1
+    assert link.backend.setpoints_sent > 0
+
+
+def test_garbage_and_other_systems_are_logged_once_and_ignored(link_factory) -> None:
+    link = link_factory("px4")
+    link.step(n=3)
+    # Another system (a second vehicle behind a router), and system 1 claiming to be ArduPilot.
+    other = ml.mavutil().mavlink_connection(f"udpout:127.0.0.1:{link.port}", source_system=42, source_component=1)
+    other.mav.heartbeat_send(2, ml.MAV_AUTOPILOT_PX4, 129, 6 << 16, 4)
+    other.mav.local_position_ned_send(0, 50.0, 0.0, -1.0, 0.0, 0.0, 0.0)
+    impostor = ml.mavutil().mavlink_connection(f"udpout:127.0.0.1:{link.port}", source_system=1, source_component=1)
+    impostor.mav.heartbeat_send(2, ml.MAV_AUTOPILOT_ARDUPILOTMEGA, 129, 4, 4)
+    link.extra = 3
+    link.step()
+    # Garbage: random bytes without MAVLink's start markers (0xFD, 0xFE), so no valid message after it is
+    # swallowed by a bogus frame and the lockstep's packet counts stay exact.
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        raw.sendto(rng.integers(0, 0xFD, 200, dtype=np.uint8).tobytes(), ("127.0.0.1", link.port))
+    link.fly()
+    link.step((0.5, 0.0, 0.0, 0.0), n=10)
+    assert link.warned("not MAVLink") == 1
+    assert link.warned("ignoring messages from system 42") == 1
+    assert link.warned("system 1 is ArduPilot, but this bridge speaks px4") == 1
+    assert link.sup.state == "flying" and abs(link.sup.telemetry.position[0]) < 5.0  # system 42's never counted
+    assert link.vehicle.setpoints[-1].velocity == pytest.approx((0.5, 0.0, 0.0))
+    link.step((0.5, 0.0, 0.0, 0.0), n=round(2.5 / DT))
+    assert sum("bytes of garbage skipped" in m for _, m in link.logs) == 1 and link.sup.state == "flying"
+    for conn in (other, impostor):
+        conn.close()
+    raw.close()
+
+
+def test_a_vehicle_with_another_system_id_is_never_flown(link_factory) -> None:
+    link = link_factory("px4", vehicle_system=7)
+    link.step(n=40)
+    assert link.sup.state == "wait_link" and link.vehicle.setpoints == []
+    assert link.warned("ignoring messages from system 7: the vehicle is system 1") == 1
+
+
+def test_target_system_zero_takes_the_first_autopilot(link_factory) -> None:
+    link = link_factory("ardupilot", vehicle_system=7, target_system=0)
+    link.fly()
+    link.step((0.3, 0.0, 0.0, 0.0), n=3)
+    assert link.vehicle.setpoints[-1].target == (7, 1)
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("udp:14540", "expected udp:HOST:PORT"),
+    ("udpin:0.0.0.0:99999", "expected udpin:HOST:PORT"),
+    ("bluetooth:x", "expected udpin:HOST:PORT (listen"),
+    ("serial:", "expected serial:DEVICE[:BAUD]"),
+])
+def test_bad_addresses_are_one_clear_error(address: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        ml.MavlinkBackend(address)
+
+
+def test_serial_addresses_parse() -> None:
+    assert ml.parse_address("serial:/dev/ttyACM0:921600", 57600) == ("/dev/ttyACM0", {"baud": 921600})
+    assert ml.parse_address("/dev/ttyUSB0", 57600) == ("/dev/ttyUSB0", {"baud": 57600})
+    assert ml.parse_address("udpin:0.0.0.0:14540", 57600) == ("udpin:0.0.0.0:14540", {})
+    with pytest.raises(ValueError, match="flavour 'inav'"):
+        ml.MavlinkBackend("udpin:127.0.0.1:0", "inav")
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def test_keep_alive_rate_within_10_percent_with_both_cores_busy() -> None:
+    """Real time, about 3 s: the runner thread streams at its rate while two processes spin on the two cores."""
+    rate = 50.0
+    clock = time.monotonic_ns
+    backend = ml.MavlinkBackend("udpin:127.0.0.1:0", "px4")
+    port = backend.conn.port.getsockname()[1]
+    vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True)
+    sup = Supervisor(backend, SupervisorConfig(prime_s=0.2, command_timeout=5.0), clock)
+    runner = Runner(sup, rate)
+    stop_vehicle = threading.Event()
+
+    def autopilot() -> None:  # the vehicle's own loop: 50 Hz telemetry, answers at once
+        while not stop_vehicle.is_set():
+            now = clock()
+            vehicle.publish(now)
+            vehicle.receive(now)
+            stop_vehicle.wait(0.02)
+    thread = threading.Thread(target=autopilot, daemon=True)
+    stop_load = multiprocessing.Event()
+    load = [multiprocessing.Process(target=_spin, args=(stop_load,), daemon=True)
+            for _ in range(max(2, os.cpu_count() or 2))]
+    try:
+        thread.start()
+        runner.start()
+        deadline = time.monotonic() + 10
+        while sup.state != "flying" and time.monotonic() < deadline:
+            stop_vehicle.wait(0.05)
+        assert sup.state == "flying", sup.reason
+        for process in load:
+            process.start()
+        n0, t0 = len(vehicle.setpoints), time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            sup.command((0.1, 0.0, 0.0, 0.0))
+            stop_vehicle.wait(0.1)
+        n1, t1 = len(vehicle.setpoints), time.monotonic()
+    finally:
+        stop_load.set()
+        for process in load:
+            process.join(5)
+        runner.stop(1.0)
+        stop_vehicle.set()
+        thread.join(2)
+        backend.close()
+        vehicle.conn.close()
+    measured = (n1 - n0) / (t1 - t0)
+    assert abs(measured - rate) <= 0.1 * rate, measured
+    times = [sp.time for sp in vehicle.setpoints[n0:n1]]
+    assert max(np.diff(times)) / 1e9 < 5 / rate  # no long silence (the vehicle's own loop adds 20 ms)

@@ -1,0 +1,494 @@
+"""The supervisor against a fake clock and a fake backend: every rule, no sleeps."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from liquid_pilot.bridge.supervisor import Backend, Event, Supervisor, SupervisorConfig, Telemetry
+from liquid_pilot.flight.gate import ManualClock
+
+RATE = 20.0
+PERIOD = 1.0 / RATE
+HOVER = (0.0, 0.0, 0.0, 0.0)
+
+
+class FakeBackend(Backend):
+    """A vehicle that does what it is told when the test says so."""
+
+    name = "fake"
+
+    def __init__(self, clock: ManualClock, **capabilities):
+        for key, value in capabilities.items():
+            setattr(self, key, value)
+        self.clock = clock
+        self.t = Telemetry(armed=False, mode="POSCTL", in_control=False, position=(1.0, 2.0, 0.0),
+                           velocity=(0.0, 0.0, 0.0), yaw=0.0)
+        self.alive = True  # the vehicle talks (heard and pose stamps follow the clock)
+        self.pose = True
+        self.sent: list[tuple[tuple, int]] = []
+        self.calls: list[str] = []
+        self.pending: list[Event] = []
+
+    def poll(self, now: int) -> Telemetry:
+        if self.alive:
+            self.t.heard = now
+            if self.pose:
+                self.t.pose_stamp = now
+        return self.t
+
+    def events(self) -> list[Event]:
+        out, self.pending = self.pending, []
+        return out
+
+    def send(self, command, now: int) -> None:
+        self.sent.append((tuple(command), now))
+
+    def request_control(self) -> None:
+        self.calls.append("control")
+
+    def arm(self) -> None:
+        self.calls.append("arm")
+
+    def takeoff(self, height: float) -> None:
+        self.calls.append(f"takeoff {height}")
+
+    def land(self) -> None:
+        self.calls.append("land")
+
+    def kill(self) -> None:
+        self.calls.append("kill")
+
+    def release(self) -> None:
+        self.calls.append("release")
+
+    def at_height(self, h: float) -> None:
+        self.t.position = (self.t.position[0], self.t.position[1], h)
+
+
+class Rig:
+    def __init__(self, **config):
+        self.clock = ManualClock(10**9)
+        self.backend = FakeBackend(self.clock, **config.pop("backend", {}))
+        self.logs: list[tuple[str, str]] = []
+        self.pilot: list[bool] = []
+        self.statuses: list[dict] = []
+        self.sup = Supervisor(self.backend, SupervisorConfig(**config), self.clock,
+                              lambda level, message: self.logs.append((level, message)), self.pilot.append,
+                              self.statuses.append)
+
+    def tick(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.clock.advance(PERIOD)
+            self.sup.tick()
+
+    def run_for(self, seconds: float) -> None:
+        self.tick(round(seconds / PERIOD))
+
+    @property
+    def state(self) -> str:
+        return self.sup.state
+
+    def sent_since(self, count: int) -> list[tuple]:
+        return [c for c, _ in self.backend.sent[count:]]
+
+    def fly(self) -> None:
+        """From the start to flying, the operator having armed and taken off (the default flow)."""
+        self.tick()
+        assert self.state == "wait_airborne"
+        self.backend.t.armed = True
+        self.backend.at_height(1.0)
+        self.tick()
+        assert self.state == "prime"
+        self.run_for(1.0)
+        assert self.state == "switch"
+        self.backend.t.in_control, self.backend.t.mode = True, "OFFBOARD"
+        self.tick()
+        assert self.state == "flying"
+
+
+def test_the_default_flow_waits_for_the_operator_then_primes_before_switching() -> None:
+    r = Rig()
+    r.backend.alive = False
+    r.run_for(3.0)
+    assert r.state == "wait_link" and r.backend.sent == [] and r.backend.calls == []
+    r.backend.alive = True
+    r.tick()
+    assert r.state == "wait_airborne"
+    r.run_for(2.0)  # on the ground, disarmed: nothing is sent, nothing requested
+    r.backend.t.armed = True
+    r.backend.at_height(0.2)
+    r.run_for(1.0)
+    assert r.state == "wait_airborne" and r.backend.sent == []  # below min_height
+    r.backend.at_height(1.0)
+    r.tick()
+    assert r.state == "prime"
+    start = r.clock.now
+    while r.state == "prime":
+        assert r.backend.calls == []  # no mode switch before the stream has run prime_s
+        r.tick()
+    assert r.backend.calls == ["control"]
+    first_stream = r.backend.sent[0][1]
+    assert first_stream == start + 0 or first_stream >= start
+    switch_at = r.clock.now
+    assert (switch_at - first_stream) / 1e9 >= 1.0 - 1e-9  # the stream ran ~1 s before the switch
+    assert all(c == HOVER for c in r.sent_since(0))
+    assert r.pilot == []
+    r.tick(3)
+    assert r.state == "switch" and r.backend.calls == ["control"]  # requested once
+    r.backend.t.in_control = True
+    r.tick()
+    assert r.state == "flying" and r.pilot == [True]
+    n = len(r.backend.sent)
+    r.sup.command((0.5, 0.1, 0.0, 0.2))
+    r.tick()
+    assert r.sent_since(n) == [(0.5, 0.1, 0.0, 0.2)]
+    # Every transition was logged and reported.
+    states = [s["state"] for s in r.statuses]
+    assert states == ["wait_airborne", "prime", "switch", "flying"]
+    assert sum("->" in m for _, m in r.logs) == 4
+
+
+def test_the_keep_alive_streams_every_period_independently_of_the_pilot() -> None:
+    r = Rig()
+    r.fly()
+    n = len(r.backend.sent)
+    for _ in range(10):
+        r.sup.command((0.3, 0.0, 0.0, 0.0))
+        r.tick()
+    r.sup.command((0.4, 0.0, 0.0, 0.0))  # the pilot goes quiet: the stream goes on, repeating its command
+    r.tick(5)
+    assert len(r.backend.sent) - n == 15
+    assert r.sent_since(n)[-5:] == [(0.4, 0.0, 0.0, 0.0)] * 5
+
+
+def test_stale_commands_hover_within_one_period_then_land() -> None:
+    r = Rig(command_timeout=0.5, stale_land_s=2.0, landed_height=0.1, touchdown_s=0.5, land_speed=0.5)
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    last = r.clock.now
+    while r.state == "flying":
+        r.tick()
+    n_stale = len(r.backend.sent)
+    # Hover from the first period past command_timeout.
+    assert r.state == "stale" and r.backend.sent[-1][0] == HOVER
+    assert (r.clock.now - last) / 1e9 <= 0.5 + PERIOD + 1e-9
+    assert r.backend.sent[-2][0] == (1.0, 0.0, 0.0, 0.0)
+    assert r.pilot == [True]  # the pilot stays enabled: it may come back
+    r.run_for(1.0)
+    r.sup.command((0.2, 0.0, 0.0, 0.0))  # it does
+    r.tick()
+    assert r.state == "flying" and r.backend.sent[-1][0] == (0.2, 0.0, 0.0, 0.0)
+    assert any("pilot commands again" in m for _, m in r.logs)
+    # Silent for good: hover, then land after stale_land_s.
+    while r.state != "stale":
+        r.tick()
+    n_stale, stale_at = len(r.backend.sent), r.clock.now
+    while r.state != "landing":
+        r.tick()
+        assert r.clock.now - last < 10e9
+    assert 2.0 <= (r.clock.now - stale_at) / 1e9 <= 2.0 + PERIOD + 1e-9
+    assert r.pilot == [True, False]
+    stale_entered = next(s for s in reversed(r.statuses) if s["state"] == "stale")
+    assert stale_entered["reason"].startswith("no pilot command")
+    assert all(c == HOVER for c in r.sent_since(n_stale)[:-1])
+    assert r.backend.sent[-1][0] == (0.0, 0.0, -0.5, 0.0)  # descending by setpoints (the backend does not land itself)
+    r.backend.at_height(0.05)
+    r.tick()
+    assert r.state == "landing"  # touchdown_s of descent setpoints still
+    r.run_for(0.5)
+    assert r.state == "landed" and r.backend.calls[-1] == "release"
+    n = len(r.backend.sent)
+    r.run_for(1.0)
+    assert len(r.backend.sent) == n  # nothing more
+    assert r.sup.done
+
+
+@pytest.mark.parametrize(("where", "value", "what"), [
+    ("position", (10.0, 2.0, 1.0), "from the take-off point"),  # 10.2 m from the local frame's origin
+    ("position", (1.0, 2.0, 5.5), "above the take-off point"),
+    ("velocity", (2.5, 2.5, 0.0), "m/s"),
+])
+@pytest.mark.parametrize("action", ["hover", "land"])
+def test_a_geofence_breach_hovers_or_lands_within_one_period(where: str, value: tuple, what: str, action: str) -> None:
+    r = Rig(fence_radius=10.0, fence_height=5.0, fence_speed=3.0, fence_action=action)
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    r.tick()
+    setattr(r.backend.t, where, value)
+    n = len(r.backend.sent)
+    r.tick()
+    assert r.pilot == [True, False]
+    assert "geofence" in r.sup.reason and what in r.sup.reason
+    assert any(level == "warn" and "geofence" in m for level, m in r.logs)
+    if action == "hover":
+        assert r.state == "hold" and r.sent_since(n) == [HOVER]
+        r.sup.command((1.0, 0.0, 0.0, 0.0))
+        r.tick(5)
+        assert all(c == HOVER for c in r.sent_since(n))  # the pilot no longer flies
+    else:
+        assert r.state == "landing" and r.sent_since(n) == [(0.0, 0.0, -0.4, 0.0)]
+
+
+def test_operator_takeover_stops_the_stream_and_disables_the_pilot() -> None:
+    r = Rig()
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    r.tick(3)
+    r.backend.t.in_control, r.backend.t.mode = False, "POSCTL"  # the RC's mode switch
+    n = len(r.backend.sent)
+    r.tick()
+    assert r.state == "taken_over" and "POSCTL" in r.sup.reason
+    assert r.pilot == [True, False] and r.backend.calls[-1] == "release"
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    r.backend.t.in_control = True  # even back in offboard: the operator has it
+    r.run_for(2.0)
+    assert len(r.backend.sent) == n
+    assert r.sup.land() == (False, "cannot land in state taken_over")
+
+
+def test_hold_resume_land_and_estop_requests() -> None:
+    r = Rig(backend={"lands_itself": True})
+    assert r.sup.hold()[0] is False  # not flying yet
+    r.fly()
+    ok, _ = r.sup.hold()
+    assert ok and r.state == "hold" and r.pilot == [True, False]
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    r.tick(2)
+    assert r.backend.sent[-1][0] == HOVER
+    assert r.sup.resume()[0] and r.state == "flying" and r.pilot == [True, False, True]
+    r.tick()
+    assert r.backend.sent[-1][0] == HOVER  # the command from before the resume does not fly
+    # Land: this backend's autopilot lands itself; hover until it takes the command.
+    assert r.sup.land() == (True, "landing")
+    r.tick()
+    assert r.backend.calls[-1] == "land" and r.backend.sent[-1][0] == HOVER and not r.sup.done
+    r.backend.pending.append(Event("land", True))
+    n = len(r.backend.sent)
+    r.tick()
+    assert r.sup.done and r.state == "landing"
+    r.tick(3)
+    assert len(r.backend.sent) == n  # the autopilot lands: no more setpoints
+    r.backend.t.armed = False
+    r.tick()
+    assert r.state == "landed"
+    # Estop works from any state, final ones included.
+    assert r.sup.estop() == (True, "motors stopped")
+    assert r.state == "estop" and r.backend.calls.count("kill") == 1
+
+
+def test_estop_where_the_stack_cannot_stop_the_motors_holds() -> None:
+    r = Rig(backend={"can_kill": False})
+    r.fly()
+    ok, message = r.sup.estop()
+    assert not ok and "RC kill switch" in message and r.state == "hold" and "kill" not in r.backend.calls
+
+
+@pytest.mark.parametrize("what", ["control", "arm"])
+def test_a_refused_mode_switch_or_arm_fails_safe(what: str) -> None:
+    r = Rig(auto_takeoff=True)
+    r.tick()
+    assert r.state == "prime"
+    r.run_for(1.0)
+    assert r.state == "switch" and r.backend.calls == ["control"]
+    if what == "control":
+        r.backend.pending.append(Event("control", False, "denied"))
+    else:
+        r.backend.t.in_control = True
+        r.tick()
+        assert r.state == "arm" and r.backend.calls == ["control", "arm"]
+        r.backend.pending.append(Event("arm", False, "temporarily rejected"))
+    n = len(r.backend.sent)
+    r.tick()
+    assert r.state == "failed" and "refused" in r.sup.reason and r.pilot == []
+    r.run_for(1.0)
+    assert len(r.backend.sent) == n and r.backend.calls[-1] == "release"
+    assert any(level == "warn" and "failed" in m for level, m in r.logs)
+
+
+def test_a_mode_switch_that_never_comes_times_out() -> None:
+    r = Rig(auto_takeoff=True, mode_timeout=2.0)
+    r.tick()
+    r.run_for(1.0)
+    assert r.state == "switch"
+    r.run_for(1.9)
+    assert r.state == "switch"
+    r.run_for(0.2)
+    assert r.state == "failed" and "within 2.0 s" in r.sup.reason
+
+
+def test_auto_takeoff_by_climbing_setpoints() -> None:
+    r = Rig(auto_takeoff=True, takeoff_height=1.5, takeoff_speed=0.5)
+    r.tick()
+    r.run_for(1.0)
+    r.backend.t.in_control = True
+    r.tick()
+    assert r.state == "arm" and r.backend.calls == ["control", "arm"]
+    r.backend.t.armed = True
+    r.tick()
+    assert r.state == "takeoff" and r.backend.sent[-1][0] == HOVER
+    r.tick()
+    assert r.backend.sent[-1][0] == (0.0, 0.0, 0.5, 0.0)
+    r.backend.at_height(1.0)
+    r.tick()
+    assert r.state == "takeoff"
+    r.backend.at_height(1.45)
+    r.tick()
+    assert r.state == "flying" and r.pilot == [True]
+
+
+def test_auto_takeoff_by_the_autopilot_sends_no_setpoints_while_it_climbs() -> None:
+    r = Rig(auto_takeoff=True, takeoff_height=1.5, backend={"takes_off_itself": True})
+    r.tick()
+    r.run_for(1.0)
+    r.backend.t.in_control = True
+    r.tick()
+    r.backend.t.armed = True
+    r.tick()
+    n = len(r.backend.sent)
+    r.tick()
+    assert r.state == "takeoff" and r.backend.calls[-1] == "takeoff 1.5"
+    r.backend.pending.append(Event("takeoff", True))
+    r.run_for(1.0)
+    assert len(r.backend.sent) == n
+    r.backend.at_height(1.5)
+    r.tick()
+    assert r.state == "flying"
+
+
+def test_a_refused_land_command_descends_by_setpoints() -> None:
+    r = Rig(backend={"lands_itself": True})
+    r.fly()
+    r.sup.land()
+    r.tick()
+    r.backend.pending.append(Event("land", False, "denied"))
+    r.tick()
+    assert r.state == "landing" and r.backend.sent[-1][0] == (0.0, 0.0, -0.4, 0.0) and not r.sup.done
+    assert any("refused land" in m for _, m in r.logs)
+
+
+def test_an_unanswered_land_command_descends_by_setpoints_after_the_timeout() -> None:
+    r = Rig(mode_timeout=1.0, backend={"lands_itself": True})
+    r.fly()
+    r.sup.land()
+    r.run_for(1.0)
+    assert r.backend.sent[-1][0] == HOVER
+    r.tick(2)
+    assert r.backend.sent[-1][0] == (0.0, 0.0, -0.4, 0.0)
+
+
+@pytest.mark.parametrize("loss", ["link", "pose"])
+def test_a_lost_link_or_position_estimate_holds(loss: str) -> None:
+    r = Rig(link_timeout=1.0, telemetry_timeout=0.5)
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    if loss == "link":
+        r.backend.alive = False
+    else:
+        r.backend.pose = False
+    for _ in range(40):
+        r.sup.command((1.0, 0.0, 0.0, 0.0))
+        r.tick()
+        if r.state != "flying":
+            break
+    assert r.state == "hold" and r.pilot == [True, False]
+    assert r.backend.sent[-1][0] == HOVER
+    assert r.sup.resume()[0] is False
+    if loss == "link":
+        r.backend.alive = True
+    else:
+        r.backend.pose = True
+    r.tick()
+    assert r.sup.resume()[0] is True
+
+
+def test_shutdown_hovers_then_lands() -> None:
+    r = Rig(shutdown_hover_s=1.0)
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    r.tick()
+    r.sup.shutdown()
+    assert r.state == "shutdown" and r.pilot == [True, False]
+    n = len(r.backend.sent)
+    r.run_for(0.95)
+    assert r.sent_since(n) and all(c == HOVER for c in r.sent_since(n))
+    r.run_for(0.1)
+    assert r.state == "landing" and r.backend.sent[-1][0] == (0.0, 0.0, -0.4, 0.0)
+
+
+def test_shutdown_hover_action_stops_the_stream() -> None:
+    r = Rig(shutdown_hover_s=0.5, shutdown_action="hover")
+    r.fly()
+    r.sup.shutdown()
+    r.run_for(0.6)
+    assert r.state == "stopped" and r.sup.done and "failsafe" in r.sup.reason
+
+
+def test_shutdown_before_flying_just_stops() -> None:
+    r = Rig()
+    r.tick()
+    r.sup.shutdown()
+    assert r.state == "stopped" and r.sup.done and r.backend.sent == []
+
+
+def test_a_vehicle_that_disarms_in_flight_ends_the_stream() -> None:
+    r = Rig()
+    r.fly()
+    r.backend.t.armed = False
+    r.tick()
+    assert r.state == "landed" and r.pilot == [True, False] and "disarmed" in r.sup.reason
+
+
+def test_bad_pilot_commands_are_refused_and_logged_once() -> None:
+    r = Rig()
+    r.fly()
+    r.sup.command((0.5, 0.0, 0.0, 0.0))
+    r.tick()
+    for bad in [(math.nan, 0.0, 0.0, 0.0), (1.0, 2.0), (math.inf, 0, 0, 0), ("a", 0, 0, 0), None]:
+        r.sup.command(bad)
+        r.tick()
+        assert r.backend.sent[-1][0] == (0.5, 0.0, 0.0, 0.0)
+    assert sum("refusing a pilot command" in m for _, m in r.logs) == 1
+    r.sup.command((0.1, 0.0, 0.0, 0.0))
+    assert any("finite again after 5 refused" in m for _, m in r.logs)
+    r.sup.command(np.array([0.25, 0.0, 0.0, 0.0], np.float32))  # any real numbers
+    r.tick()
+    assert r.backend.sent[-1][0] == (0.25, 0.0, 0.0, 0.0)
+
+
+def test_stacks_whose_mode_the_bridge_cannot_set() -> None:
+    # MAVROS without mavros_msgs: no switch request, no takeover detection (the mode is unknown).
+    r = Rig(backend={"can_switch": False, "can_arm": False, "can_kill": False})
+    r.backend.t.in_control, r.backend.t.armed = None, None
+    r.tick()
+    r.backend.at_height(1.0)
+    r.tick()
+    r.run_for(1.0)
+    assert r.state == "flying" and r.backend.calls == []
+    assert any("operator switches" in m for _, m in r.logs)
+    with pytest.raises(ValueError, match="auto_takeoff needs arming"):
+        Rig(auto_takeoff=True, backend={"can_arm": False})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("command_timeout", 0.0, "command_timeout = 0.0 must be a number in"),
+    ("fence_action", "rtl", "fence_action = 'rtl' must be one of hover, land"),
+    ("auto_takeoff", "yes", "auto_takeoff = 'yes' must be true or false"),
+    ("takeoff_height", 6.0, "must be below fence_height"),
+    ("fence_radius", True, "fence_radius = True"),
+])
+def test_config_mistakes_name_the_value(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        SupervisorConfig(**{field: value})
+
+
+def test_status_reports_the_vehicle() -> None:
+    r = Rig()
+    r.fly()
+    r.backend.t.position = (3.0, 4.0, 2.0)
+    r.backend.t.velocity = (0.3, 0.4, 0.0)
+    r.tick()
+    s = r.sup.status()
+    assert s["state"] == "flying" and s["pilot_enabled"] and s["link"] and s["mode"] == "OFFBOARD"
+    assert s["distance"] == 5.0 and s["height"] == 2.0 and s["speed"] == 0.5 and s["setpoints"] > 20
