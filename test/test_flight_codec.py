@@ -444,3 +444,11 @@ def test_the_flight_message_definitions_are_ros2s() -> None:
 
     for name in FLIGHT_MESSAGES:
         assert FLIGHT_TYPES.fielddefs[name] == TYPESTORE.fielddefs[name], name
+
+
+def test_warm_up_builds_every_flight_decoder() -> None:
+    from liquid_pilot.flight.codec import FLIGHT_TYPES, warm_up
+
+    FLIGHT_TYPES.cache.clear()  # rosbags compiles a type's decoder on first use and keeps it here
+    warm_up()
+    assert {IMAGE_TYPE, COMPRESSED_TYPE, IMU_TYPE} <= set(FLIGHT_TYPES.cache)

@@ -34,7 +34,7 @@ class ArtefactError(ValueError):
 
 
 def selftest_inputs(image_size: tuple[int, int], state_size: int, uses_imu: bool) -> dict[str, np.ndarray]:
-    """Fixed, varied inputs (no random generator: the same on every machine) for the self-test."""
+    """Return fixed, varied inputs for the self-test (no random generator: the same on every machine)."""
     h, w = image_size
     image = ((np.arange(h * w * 3, dtype=np.int64).reshape(1, h, w, 3) * 37) % 256).astype(np.uint8)
     feeds = {"image": image, "state": np.linspace(-0.5, 0.5, state_size, dtype=np.float32).reshape(1, -1),
@@ -83,7 +83,7 @@ def write_artefact(checkpoint: str | os.PathLike, path: str | os.PathLike) -> di
 
 
 def read_metadata(session: Any) -> dict[str, str]:
-    """The artefact's metadata (without the prefix); empty for a plain exported graph."""
+    """Return the artefact's metadata (keys without the prefix); empty for a plain exported graph."""
     props = session.get_modelmeta().custom_metadata_map
     return {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
 

@@ -225,6 +225,9 @@ class Gate:
             if stamp < self._prev:
                 raise BadInput("stamp", f"image stamp {stamp / 1e9:.3f} s is before the previous frame's "
                                         f"{self._prev / 1e9:.3f} s")
+        if self.uses_imu and self._imu is None and self._imu_fault == "imu_stale" and \
+                0 <= now - self._grace <= round(c.imu_timeout * 1e9):
+            return None  # just enabled, the first IMU sample not in yet: skip the frame, no fault (yet)
         imu = self._usable_imu(now)
         reset = self._needs_reset or self._prev is None or stamp - self._prev > timeout
         dt = 0.0 if reset else (stamp - self._prev) / 1e9

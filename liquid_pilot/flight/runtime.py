@@ -58,8 +58,10 @@ class Runtime:
 
 
 def onnx_session(path: str | os.PathLike) -> Any:
-    """An onnxruntime session on one CPU thread: a batch-1 step gains nothing from more, and stalls when
-    cores are shared."""
+    """Open an onnxruntime session on one CPU thread.
+
+    A batch-1 step gains nothing from more threads, and stalls when cores are shared.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

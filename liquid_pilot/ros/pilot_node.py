@@ -38,7 +38,7 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
 
 from liquid_pilot.flight.codec import DEFAULT_MAX_PIXELS, IMU_TYPE, BadInput, from_cdr, image_to_rgb, imu_to_array, \
-    stamp_ns
+    stamp_ns, warm_up
 from liquid_pilot.flight.core import FlightCore
 from liquid_pilot.flight.gate import ACCEL_RANGE, GYRO_RANGE, ZERO, Command, GateConfig
 from liquid_pilot.flight.image import camera_mismatch, fov_after_fit
@@ -99,6 +99,7 @@ class PilotNode(Node):
         self.core = FlightCore(runtime, GateConfig(**{name: p[name] for name in GATE_PARAMETERS}), self._now,
                                self._log)
         self.gate = self.core.gate
+        warm_up()  # decoders built before the first message, not while it waits
         self.get_logger().info(
             f"pilot {model} ({p['runtime']}): {runtime.image_size[1]}x{runtime.image_size[0]} RGB"
             f"{' + IMU' if runtime.uses_imu else ''}, {runtime.state_size} neurons of state")
