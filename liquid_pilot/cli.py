@@ -5,13 +5,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from liquid_pilot.nn.checkpoint import CheckpointError, load_pilot, read_checkpoint
-from liquid_pilot.nn.policy import COMMAND_AXES, IMU_FIELDS, Pilot
+if TYPE_CHECKING:
+    from liquid_pilot.nn.policy import Pilot
+
+# Libraries the onboard install (`pip install liquid_pilot`, flight only) leaves out -> the extra that brings them.
+EXTRAS = {"torch": "train", "onnx": "train", "tqdm": "train", "pybullet": "sim", "gymnasium": "sim",
+          "matplotlib": "plot", "rclpy": "ros"}
 
 
 def _pilot(model: str | None) -> Pilot:
     """Load MODEL, or make a freshly initialised default pilot."""
+    from liquid_pilot.nn.checkpoint import load_pilot
+    from liquid_pilot.nn.policy import Pilot
+
     return Pilot().eval() if model is None else load_pilot(model)
 
 
@@ -23,6 +31,12 @@ def _info(args: argparse.Namespace) -> None:
           f"time scale: {cfg.time_scale} per second")
     fov = "unknown" if cfg.camera_fov_deg is None else "{:.0f}x{:.0f} deg".format(*cfg.camera_fov_deg)
     print(f"camera: any size, centre-cropped to the model's aspect and resized; training field of view {fov}")
+    if args.model:
+        from liquid_pilot.nn.checkpoint import read_inputs
+
+        inputs = read_inputs(args.model)
+        if inputs:
+            print("trained on: " + ", ".join(f"{k} {v}" for k, v in inputs.items()))
     wiring = getattr(pilot.head, "wiring", None)
     if wiring is not None:
         inter, command, motor = wiring.layer_sizes
@@ -42,6 +56,9 @@ def _info(args: argparse.Namespace) -> None:
     n = pilot.parameter_counts()
     print(f"trainable parameters: {n['total']:,} (CNN {n['encoder']:,}, head {n['head']:,}; "
           f"{n['masked_out']:,} head entries switched off by the wiring)")
+    from liquid_pilot.nn.checkpoint import read_checkpoint
+    from liquid_pilot.nn.policy import COMMAND_AXES
+
     print(f"state: {pilot.state_size} values   outputs: {', '.join(COMMAND_AXES)} "
           f"(scale {[round(v, 3) for v in pilot.command_scale.tolist()]})")
     if args.model is not None:
@@ -54,6 +71,7 @@ def _info(args: argparse.Namespace) -> None:
 
 def _wiring(args: argparse.Namespace) -> None:
     from liquid_pilot.nn.draw import draw_wiring
+    from liquid_pilot.nn.policy import COMMAND_AXES, IMU_FIELDS
 
     pilot = _pilot(args.model)
     wiring = getattr(pilot.head, "wiring", None)
@@ -71,26 +89,13 @@ def _export(args: argparse.Namespace) -> None:
 
     if not (args.onnx or args.torchscript):
         raise SystemExit("error: name at least one of --onnx FILE, --torchscript FILE")
-    pilot = load_pilot(args.model)
+    pilot = _pilot(args.model)
     if args.onnx:
         write_artefact(args.model, args.onnx)
         print(f"wrote {args.onnx}: the flight artefact (pilot_node flies it with onnxruntime alone)")
     if args.torchscript:
         export_torchscript(pilot, args.torchscript)
         print(f"wrote {args.torchscript}")
-
-
-def _parse_settings(pairs: list[str]) -> dict[str, object]:
-    """``section.field=value`` pairs, values read as YAML (numbers, lists, true/false)."""
-    import yaml
-
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects section.field=value, got {pair!r}")
-        settings[key.strip()] = yaml.safe_load(value)
-    return settings
 
 
 def _sim(args: argparse.Namespace) -> None:
@@ -134,10 +139,13 @@ def _sim(args: argparse.Namespace) -> None:
 
 
 def _scenario(args: argparse.Namespace):  # noqa: ANN202 (keeps sim imports lazy)
+    from liquid_pilot.settings import parse_assignments
     from liquid_pilot.sim.config import load_scenario
 
     scenario = load_scenario(args.scenario)
-    return scenario.with_overrides(_parse_settings(args.set)) if args.set else scenario
+    if not args.set:
+        return scenario
+    return scenario.with_overrides(parse_assignments(args.set, "--set", "section.field=value"), "--set")
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -161,55 +169,115 @@ def _collect(args: argparse.Namespace) -> None:
           f"ran as {done.spread.describe()}")
 
 
-def _bag_info(args: argparse.Namespace) -> None:
-    from liquid_pilot.data.dataset import find_bags
-    from liquid_pilot.data.reader import BagError, TopicConfig, bag_metadata, read_flight
+def _reading_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """Return the bag-reading settings given on the command line (None: not given)."""
+    return {"image": args.image_topic, "command": args.command_topic, "imu": args.imu_topic,
+            "time_source": args.time_source, "command_frame": args.command_frame, "imu_frame": args.imu_frame}
 
-    topics = TopicConfig(image=args.image_topic, command=args.command_topic,
-                         imu=None if args.imu_topic == "none" else args.imu_topic)
+
+def _print_reading(report: dict, skip: list[str], indent: str = "  ") -> None:
+    """How a flight was read: the topics (and how they were chosen), the time source, the conversions, notes."""
+    topics = report.get("topics") or {}
+    chosen = {line.split(" ", 2)[1] for line in report.get("chosen") or []}
+    names = [f"{role} {topics[role]}{' (by type)' if topics[role] in chosen else ''}"
+             for role in ("image", "command", "imu") if topics.get(role)]
+    print(f"{indent}topics: {', '.join(names)}{'' if topics.get('imu') else ', no IMU'}")
+    time = {"header": "header stamps", "receive": "the time each message was recorded"}[report["time_source"]]
+    pairs = (("commands", "command_frame"), ("IMU", "imu_frame"))
+    frames = [f"{what} from {report[key].upper()} to FLU" for what, key in pairs if report.get(key, "flu") != "flu"]
+    print(f"{indent}time: {time}{'; converted: ' + ', '.join(frames) if frames else ''}")
+    for note in report.get("notes") or []:
+        if note not in skip:
+            print(f"{indent}note: {note}")
+
+
+def _bag_info(args: argparse.Namespace) -> None:
+    from liquid_pilot.data.reader import BagError, TopicConfig, read_flight
+    from liquid_pilot.data.storage import find_bags, open_bag
+
+    given = {k: v for k, v in _reading_options(args).items() if v is not None}
+    topics = TopicConfig(**{"image": "auto", "command": "auto", "imu": "auto", **given})
+    bags, unread = find_bags(args.bags)
+    for line in unread:
+        print(line)
     failed = 0
-    for bag in find_bags(args.bags):
-        meta = bag_metadata(bag)
-        print(f"{bag}  ({meta.get('storage_identifier')}, {meta['duration']['nanoseconds'] / 1e9:.2f} s)")
-        for entry in meta.get("topics_with_message_count", []):
-            topic = entry["topic_metadata"]
-            rate = entry["message_count"] / max(meta["duration"]["nanoseconds"] / 1e9, 1e-9)
-            print(f"  {topic['name']:24s} {topic['type']:34s} {entry['message_count']:6d} msgs  {rate:6.1f} Hz")
-        for key, value in (meta.get("custom_data") or {}).items():
-            print(f"  {key}: {value}")
+    for path in bags:
         try:
-            report = read_flight(bag, topics).report
-            print(f"  training would use {report['kept']} of {report['frames']} frames "
-                  f"({report['frames_without_command']} without a command, {report.get('frames_without_imu', 0)} "
-                  f"without IMU), {report['gaps']} gaps, out-of-order stamps: {report['frame_out_of_order']} "
-                  f"frames, {report['command_out_of_order']} commands; frame interval "
-                  f"{report['median_frame_interval_s'] * 1e3:.1f} ms")
+            with open_bag(path) as bag:
+                duration = bag.duration_s
+                print(f"{path}  ({bag.kind}, {duration:.2f} s, {sum(t.count for t in bag.topics.values())} messages)")
+                for topic in sorted(bag.topics.values(), key=lambda t: t.name):
+                    rate = topic.count / duration if duration > 0 else 0.0
+                    print(f"  {topic.name:24s} {topic.msgtype:34s} {topic.count:6d} msgs  {rate:6.1f} Hz")
+                for key, value in bag.custom_data.items():
+                    print(f"  {key}: {value}")
+                notes = list(bag.notes)
+                for note in notes:
+                    print(f"  note: {note}")
+        except BagError as error:
+            failed += 1
+            print(f"{path}\n  unreadable: {error}")
+            continue
+        try:
+            report = read_flight(path, topics).report
         except BagError as error:
             failed += 1
             print(f"  unusable for training: {error}")
+            continue
+        _print_reading(report, notes)
+        steps = report.get("image_clock_steps", 0)
+        print(f"  training would use {report['kept']} of {report['frames']} frames "
+              f"({report['frames_without_command']} without a command, {report.get('frames_without_imu', 0)} "
+              f"without IMU), {report['gaps']} gaps, {steps} clock steps back, out-of-order stamps: "
+              f"{report['frame_out_of_order']} frames, {report['command_out_of_order']} commands; frame interval "
+              f"{report['median_frame_interval_s'] * 1e3:.1f} ms")
     if failed:
         raise SystemExit(2)
 
 
+def _bag_reindex(args: argparse.Namespace) -> None:
+    from liquid_pilot.data.storage import METADATA, reindex
+
+    for path in args.bags:
+        info = reindex(path)["rosbag2_bagfile_information"]
+        print(f"wrote {Path(path) / METADATA}: {len(info['relative_file_paths'])} files, {info['message_count']} "
+              f"messages, {len(info['topics_with_message_count'])} topics, "
+              f"{info['duration']['nanoseconds'] / 1e9:.2f} s")
+
+
 def _train(args: argparse.Namespace) -> None:
+    from liquid_pilot.train.distributed import launch
     from liquid_pilot.train.trainer import load_train_config, train
 
     overrides = {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads),
-                                               ("seed", args.seed)) if value is not None}
-    config = load_train_config(args.config, overrides)
+                                               ("seed", args.seed), ("device", args.device),
+                                               ("precision", args.precision), ("workers", args.workers))
+                 if value is not None}
+    rank, _, local_rank, _ = launch()
     try:
-        summary = train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad)
+        config = load_train_config(args.config, overrides, topics=_reading_options(args))
+        summary = train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad,
+                        cache_dir=args.cache_dir)
     except KeyboardInterrupt:
-        print(f"interrupted; the best checkpoint so far is {args.out}; add --resume to continue", file=sys.stderr)
+        if rank == 0:
+            print(f"interrupted; the best checkpoint so far is {args.out}; add --resume to continue",
+                  file=sys.stderr)
         raise SystemExit(130) from None
-    print(f"best validation loss {summary['best_val_loss']:.5f} after {summary['epochs']} epochs "
-          f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}")
+    except (ValueError, OSError):
+        if local_rank != 0:  # under torchrun: each machine's first process says it, once
+            raise SystemExit(2) from None
+        raise
+    if rank == 0:
+        print(f"best validation loss {summary['best_val_loss']:.5f} after {summary['epochs']} epochs "
+              f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}")
 
 
 def _replay(args: argparse.Namespace) -> None:
     from liquid_pilot.train.replay import replay
 
-    errors = replay(args.model, args.bag, args.plot)
+    errors, flight = replay(args.model, args.bag, args.plot, given=_reading_options(args))
+    _print_reading(flight.report, [], indent="")
+    print(f"{len(flight.images)} frames of {flight.report['frames']} replayed")
     for axis, e in errors.items():
         print(f"{axis:9s} MAE {e['mae']:.4f}  RMSE {e['rmse']:.4f}")
     if args.plot:
@@ -256,6 +324,20 @@ def _add_spread_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: 'auto', 'local' or an address")
 
 
+def _add_reading_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """How to read bags: topics, time source and body frames (checked by data.reader.TopicConfig)."""
+    parser.add_argument("--image-topic", help=f"camera topic (Image or CompressedImage); default: {default}")
+    parser.add_argument("--command-topic", help=f"the label: Twist or TwistStamped topic; default: {default}")
+    parser.add_argument("--imu-topic", help=f"Imu topic, or 'none' for an image-only pilot; default: {default}")
+    parser.add_argument("--time-source", metavar="{header,receive,auto}",
+                        help="align streams by header stamps, by the time each message was recorded, or auto: "
+                             "header stamps unless the streams' clocks disagree (default: auto)")
+    parser.add_argument("--command-frame", metavar="{flu,frd}",
+                        help="body frame of the recorded commands, converted to the pilot's FLU: flu (REP-103) or "
+                             "frd (PX4, MAVLink BODY_NED) (default: flu)")
+    parser.add_argument("--imu-frame", metavar="{flu,frd}", help="body frame of the recorded IMU (default: flu)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liquid-pilot", description="Fly a drone with a liquid neural network.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -298,11 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bag", help="inspect bags")
     bag_sub = p.add_subparsers(dest="bag_command", required=True)
     p = bag_sub.add_parser("info", help="topics, rates, durations, gaps and what training would use")
-    p.add_argument("bags", nargs="+", help="bags, or folders of bags")
-    p.add_argument("--image-topic", default="/camera/image_raw")
-    p.add_argument("--command-topic", default="/cmd_vel")
-    p.add_argument("--imu-topic", default="/imu/data", help="IMU topic, or 'none'")
+    p.add_argument("bags", nargs="+", help="bags (rosbag2 folders, .mcap, .db3, ROS 1 .bag), or folders of bags")
+    _add_reading_options(p, "chosen by type")
     p.set_defaults(run=_bag_info)
+    p = bag_sub.add_parser("reindex", help="write a rosbag2 folder's metadata.yaml from its files "
+                           "(like ros2 bag reindex)")
+    p.add_argument("bags", nargs="+", help="rosbag2 bag folders")
+    p.set_defaults(run=_bag_reindex)
     p = sub.add_parser("train", help="train a pilot from bags by imitation")
     p.add_argument("--config", default=None, help="training YAML (e.g. config/train.yaml); defaults otherwise")
     p.add_argument("--data", nargs="+", required=True, help="bags, or folders of bags")
@@ -312,13 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "several trainings share the machine)")
     p.add_argument("--seed", type=int, help="override the config's seed (initialisation, validation split, "
                    "batch order, augmentation): for studies across training runs")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state.pt")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state.pt (with as "
+                   "many processes as it had)")
     p.add_argument("--skip-bad", action="store_true", help="report and skip unusable bags instead of stopping")
+    p.add_argument("--device", metavar="{auto,cpu,cuda,mps}", help="where to train (default: the config's, auto: "
+                   "cuda, else mps, else cpu); under torchrun each process takes the GPU of its local rank")
+    p.add_argument("--precision", metavar="{auto,fp32,bf16,fp16}", help="autocast (default auto: bf16 on a GPU "
+                   "that has it, else fp16 with gradient scaling; float32 on CPUs)")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes per training process (default: none "
+                   "on CPUs, up to 4 beside a GPU)")
+    p.add_argument("--cache-dir", type=Path, help="folder for the decoded frames (default: "
+                   "$XDG_CACHE_HOME/liquid_pilot/frames, else ~/.cache/liquid_pilot/frames)")
+    _add_reading_options(p, "the config's topics, else chosen by type")
     p.set_defaults(run=_train)
     p = sub.add_parser("replay", help="run a pilot open loop over a bag and compare with its commands")
     p.add_argument("model", help="checkpoint")
-    p.add_argument("bag", help="bag folder")
+    p.add_argument("bag", help="bag (rosbag2 folder, .mcap, .db3 or ROS 1 .bag)")
     p.add_argument("--plot", help="write predicted vs recorded commands here (PNG)")
+    _add_reading_options(p, "as the checkpoint was trained, else chosen by type")
     p.set_defaults(run=_replay)
     # Listed for --help only: main() hands `ros ...` to the ROS launcher, which parses its own options.
     sub.add_parser("ros", help="run the ROS 2 nodes in one process without a ROS installation "
@@ -354,8 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # CheckpointError, BagError, ArtefactError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in EXTRAS:
+            raise
+        print(f"error: `liquid-pilot {argv[0]}` needs {exc.name}, which this install leaves out (the onboard "
+              f"install flies artefacts only): pip install 'liquid_pilot[{EXTRAS[exc.name]}]' (or [full])",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -61,7 +61,8 @@ def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_p
 
 def test_replay_compares_with_the_recorded_commands(bags: Path, tmp_path: Path) -> None:
     _train(bags, tmp_path / "p.pt", epochs=1)
-    errors = replay(tmp_path / "p.pt", bags / "forest_summer_000031", tmp_path / "replay.png")
+    errors, flight = replay(tmp_path / "p.pt", bags / "forest_summer_000031", tmp_path / "replay.png")
+    assert flight.report["topics"]["image"] == "/camera/image_raw"  # as the checkpoint was trained
     assert set(errors) == {"vx", "vy", "vz", "yaw_rate"} and all(e["rmse"] >= e["mae"] >= 0 for e in errors.values())
     assert (tmp_path / "replay.png").stat().st_size > 10_000
 
@@ -106,7 +107,7 @@ def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
     result = cli("train", "--config", str(bad), "--data", str(bags), "--out", str(tmp_path / "p.pt"))
     assert result.returncode == 2 and "unknown training settings ['learning_rte']" in result.stderr
     result = cli("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "p.pt"))
-    assert result.returncode == 2 and "nothing: no such bag or folder" in result.stderr
+    assert result.returncode == 2 and "nothing: no such bag, file or folder" in result.stderr
     assert "Traceback" not in result.stderr
     result = cli("train", "--threads", "0", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
     assert result.returncode == 2 and "threads and learning_rate must be positive" in result.stderr

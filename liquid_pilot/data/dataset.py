@@ -1,6 +1,8 @@
 """Training sequences from decoded flights: windows with real elapsed time, a cache, augmentation.
 
-Decoded frames are cached on disk per bag; the cache key covers the bag's files (names, sizes,
+Decoded frames are cached on disk per bag, as memory-mapped shards (``data.shards``): a flight's
+frames are opened, not loaded, and training reads them window by window, so data far larger than
+memory trains in a flat resident memory. The cache key covers the bag's files (names, sizes,
 modification times), the decoding settings, the image preprocessing and the cache's format, so
 a changed bag, or frames prepared another way, are decoded again.
 """
@@ -18,73 +20,58 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from liquid_pilot.data import shards
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig, read_flight
+from liquid_pilot.data.storage import bag_files, find_bags
 from liquid_pilot.flight.image import PREPROCESSING
 
 # Bumped whenever a cache entry's contents change meaning: 2 = frames fitted by flight.image.fit
-# (not squashed) and the camera's field of view stored with them.
-CACHE_VERSION = 2
+# (not squashed) and the camera's field of view stored with them; 3 = streams never sorted across
+# a clock step, commands and IMU in FLU, the topics chosen and the time source in the report; 4 = frames
+# in their own .npy, memory-mapped (entries of earlier versions are never read again, and may be deleted).
+CACHE_VERSION = 4
+NORMALISATION_FRAMES = 16_384  # the image statistics read every 4th frame, or fewer, up to this many
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "liquid_pilot" / "frames"
 
 
-def find_bags(paths: list[str | Path]) -> list[Path]:
-    """Bags named directly, or the bags inside the folders named (sorted, one level down)."""
-    bags: list[Path] = []
-    for path in map(Path, paths):
-        if (path / "metadata.yaml").is_file():
-            bags.append(path)
-        elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file() and not p.name.startswith("."))
-            if not found:
-                raise BagError(path, "no rosbag2 bags in this folder")
-            bags += found
-        else:
-            raise BagError(path, "no such bag or folder")
-    return bags
-
-
 def _fingerprint(bag: Path, topics: TopicConfig, size: tuple[int, int] | None) -> str:
-    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in bag.iterdir() if f.is_file())
+    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in bag_files(bag)]
     text = json.dumps([CACHE_VERSION, PREPROCESSING, str(bag.resolve()), files, dataclasses.asdict(topics), size])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_flight(bag: Path, topics: TopicConfig, size: tuple[int, int] | None, cache_dir: Path | None) -> Flight:
-    """Decode a bag, or read its decoded frames from the cache when the bag has not changed."""
+    """Decode a bag, or open its decoded frames in the cache (memory-mapped) when the bag has not changed."""
     if cache_dir is None:
         return read_flight(bag, topics, size)
-    key = _fingerprint(bag, topics, size)
-    cached = cache_dir / f"{key}.npz"
-    if cached.is_file():
+    stem = cache_dir / _fingerprint(bag, topics, size)
+    if Path(f"{stem}{shards.ARRAYS}").is_file():
         try:
-            with np.load(cached, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                fov = meta["camera_fov_deg"]  # absent from older entries: they are rebuilt
-                return Flight(bag=str(bag), images=z["images"], commands=z["commands"], imu=z["imu"], dt=z["dt"],
-                              segments=z["segments"], camera_fov_deg=None if fov is None else tuple(fov),
-                              metadata=meta["metadata"], report=meta["report"])
+            return shards.read_entry(stem, str(bag))
         except (OSError, ValueError, KeyError, TypeError):
-            cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-    flight = read_flight(bag, topics, size)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: trainings may share the cache
-    meta = {"metadata": flight.metadata, "report": flight.report, "camera_fov_deg": flight.camera_fov_deg}
-    np.savez(tmp, images=flight.images, commands=flight.commands, imu=flight.imu, dt=flight.dt,
-             segments=flight.segments, meta=json.dumps(meta))
-    tmp.replace(cached)
-    return flight
+            shards.remove_entry(stem)  # a damaged cache entry is rebuilt, never trusted
+    shards.write_entry(stem, read_flight(bag, topics, size))
+    return shards.read_entry(stem, str(bag))  # the decoded frames leave memory: training maps them
 
 
 def load_flights(paths: list[str | Path], topics: TopicConfig | None = None, size: tuple[int, int] | None = None,
                  cache_dir: Path | None = None, skip_bad: bool = False,
-                 on_bad: Callable[[BagError], None] | None = None) -> list[Flight]:
-    """Decode every bag; a bad bag raises unless ``skip_bad``, which reports it and goes on."""
+                 on_bad: Callable[[BagError], None] | None = None,
+                 on_note: Callable[[str], None] | None = None) -> list[Flight]:
+    """Decode every bag; a bad bag raises unless ``skip_bad``, which reports it and goes on.
+
+    What the named folders hold that is not a bag goes to ``on_note``, one line each.
+    """
     topics = topics or TopicConfig()
+    bags, unread = find_bags(paths)
+    for line in unread:
+        if on_note is not None:
+            on_note(line)
     flights = []
-    for bag in find_bags(paths):
+    for bag in bags:
         try:
             flights.append(load_flight(bag, topics, size, cache_dir))
         except BagError as error:
@@ -97,19 +84,63 @@ def load_flights(paths: list[str | Path], topics: TopicConfig | None = None, siz
     return flights
 
 
-def split_flights(flights: list[Flight], val_fraction: float, seed: int) -> tuple[list[Flight], list[Flight]]:
-    """Split by whole flights, so validation never sees frames of a training flight."""
-    order = np.random.default_rng(seed).permutation(len(flights))
-    n_val = int(round(len(flights) * val_fraction)) if len(flights) > 1 else 0
-    n_val = min(max(n_val, 1 if val_fraction > 0 and len(flights) > 1 else 0), len(flights) - 1)
-    return [flights[i] for i in order[n_val:]], [flights[i] for i in order[:n_val]]
+def split_flights(flights: list[Flight], val_fraction: float, seed: int,
+                  length: int = 1) -> tuple[list[Flight], list[Flight], str]:
+    """Training and validation flights, and one line saying how they were split.
+
+    Several flights: split by whole flights, so validation never sees frames of a training flight.
+    One flight: its last ``val_fraction`` of frames (at least ``length``) are held out, after a gap
+    of ``length`` unused frames; when the flight is too short for that, nothing is held out and
+    the line says so.
+    """
+    if val_fraction <= 0 or not flights:
+        return list(flights), [], "no validation (val_fraction is 0): the validation loss is the training loss"
+    if len(flights) > 1:
+        order = np.random.default_rng(seed).permutation(len(flights))
+        n_val = min(max(int(round(len(flights) * val_fraction)), 1), len(flights) - 1)
+        return ([flights[i] for i in order[n_val:]], [flights[i] for i in order[:n_val]],
+                f"{n_val} of {len(flights)} flights held out for validation")
+    flight = flights[0]
+    frames = len(flight.images)
+    held = max(length, int(round(frames * val_fraction)))
+    if frames - held - length < length:
+        return [flight], [], (f"no validation: the only flight has {frames} frames, too few to train on {length} "
+                              f"and hold out {held} after a gap of {length} (needs {2 * length + held}); the "
+                              f"validation loss is the training loss: record another flight, or lower "
+                              f"sequence_length")
+    seconds = float(flight.dt[frames - held:].sum())
+    return ([_stretch(flight, 0, frames - held - length)], [_stretch(flight, frames - held, frames)],
+            f"one flight: its last {held} frames ({seconds:.1f} s) held out for validation, after a gap of "
+            f"{length} frames that neither uses")
+
+
+def _stretch(flight: Flight, start: int, end: int) -> Flight:
+    """Frames start..end of a flight, as a flight of their own (time restarts at the first)."""
+    dt = flight.dt[start:end].copy()
+    dt[0] = 0.0
+    return dataclasses.replace(flight, images=flight.images[start:end], commands=flight.commands[start:end],
+                               imu=flight.imu[start:end], dt=dt, segments=flight.segments[start:end])
 
 
 def normalisation(flights: list[Flight]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel image mean/std in [0, 1] units and per-field IMU mean/std of the flights."""
-    pixels = np.concatenate([f.images[::4].reshape(-1, 3) for f in flights]).astype(np.float64) / 255.0
+    """Per-channel image mean/std in [0, 1] units and per-field IMU mean/std of the flights.
+
+    The image statistics come from every 4th frame, or, past ``NORMALISATION_FRAMES`` of those,
+    from that many spread evenly; read without holding the frames.
+    """
+    total = sum(len(f.images) for f in flights)
+    step = max(4, -(-total // NORMALISATION_FRAMES))
+    sums, squares, count = np.zeros(3), np.zeros(3), 0
+    for flight in flights:
+        picked = np.arange(0, len(flight.images), step)
+        for chunk in np.array_split(picked, max(1, len(picked) // 1024)):
+            pixels = shards.gather_frames(flight.images, chunk).reshape(-1, 3).astype(np.float64) / 255.0
+            sums += pixels.sum(0)
+            squares += (pixels * pixels).sum(0)
+            count += len(pixels)
+    mean = sums / count
     imu = np.concatenate([f.imu for f in flights]).astype(np.float64)
-    return pixels.mean(0), pixels.std(0), imu.mean(0), imu.std(0)
+    return mean, np.sqrt(np.maximum(squares / count - mean * mean, 0.0)), imu.mean(0), imu.std(0)
 
 
 class SequenceDataset(Dataset):
@@ -122,7 +153,7 @@ class SequenceDataset(Dataset):
         if length < 1 or shift < 1:
             raise ValueError(f"sequence length and shift must be positive, got {length} and {shift}")
         self.flights, self.length = flights, length
-        self.windows: list[tuple[int, int]] = []
+        self.windows: list[tuple[int, int]] = []  # (flight, first frame)
         self.unused_frames = 0
         for index, flight in enumerate(flights):
             for segment in np.unique(flight.segments):
@@ -144,8 +175,15 @@ class SequenceDataset(Dataset):
         f, end = self.flights[index], start + self.length
         dt = f.dt[start:end].copy()
         dt[0] = 0.0  # the window starts from a fresh state, as a flight does
-        return {"images": torch.from_numpy(f.images[start:end]), "imu": torch.from_numpy(f.imu[start:end]),
-                "dt": torch.from_numpy(dt).unsqueeze(-1), "commands": torch.from_numpy(f.commands[start:end])}
+        return {"images": torch.from_numpy(shards.read_frames(f.images, start, end)),
+                "imu": torch.from_numpy(f.imu[start:end]), "dt": torch.from_numpy(dt).unsqueeze(-1),
+                "commands": torch.from_numpy(f.commands[start:end])}
+
+    def __getstate__(self) -> dict:  # to DataLoader workers started by spawn: memory-mapped frames by reference
+        return {**self.__dict__, "flights": [shards.by_reference(f) for f in self.flights]}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, flights=[shards.from_reference(f) for f in state["flights"]])
 
 
 @dataclass
@@ -165,23 +203,96 @@ class AugmentConfig:
     accel_bias: float = 0.0  # m/s^2
 
 
+@dataclass
+class AugmentDraw:
+    """The random choices for a batch of windows, drawn together; ``part`` gives a slice's share.
+
+    Image noise comes from a seed per window (drawn in the batch's place in the stream), so a
+    window is augmented alike whichever process of a distributed run holds it, and no process
+    draws the pixel noise of windows it does not hold.
+    """
+
+    saturation: torch.Tensor | None = None  # (B,) uniform in [0, 1) each
+    contrast: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None
+    colour: torch.Tensor | None = None  # (B, 3)
+    seeds: torch.Tensor | None = None  # (B,) int64: each window's pixel noise
+    imu_std: torch.Tensor | None = None  # (B, 6)
+    imu_offset: torch.Tensor | None = None  # (B, 6)
+    imu_noise: torch.Tensor | None = None  # (B, T, 6) standard normal
+
+    def part(self, start: int, stop: int) -> AugmentDraw:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return AugmentDraw(**{k: None if v is None else v[start:stop] for k, v in values.items()})
+
+
+def _imu_errors(config: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor([config.gyro_noise] * 3 + [config.accel_noise] * 3),
+            torch.tensor([config.gyro_bias] * 3 + [config.accel_bias] * 3))
+
+
+def draw_augmentation(n: int, steps: int, config: AugmentConfig, generator: torch.Generator, images: bool = True,
+                      imu: bool = True) -> AugmentDraw:
+    """Draw the augmentation of ``n`` windows of ``steps`` frames.
+
+    Only what ``config`` turns on is drawn, so a recipe without colour or IMU errors draws (and
+    trains) as before they existed.
+    """
+    draw = AugmentDraw()
+    if images:
+        draw.saturation, draw.contrast, draw.brightness = (torch.rand(n, generator=generator) for _ in range(3))
+        if config.colour > 0:
+            draw.colour = torch.rand(n, 3, generator=generator)
+        if config.noise > 0:
+            draw.seeds = torch.randint(0, 2**62, (n,), generator=generator)
+    noise, bias = _imu_errors(config)
+    if imu and (noise.any() or bias.any()):
+        draw.imu_std, draw.imu_offset = torch.rand(n, 6, generator=generator), torch.rand(n, 6, generator=generator)
+        draw.imu_noise = torch.randn(n, steps, 6, generator=generator)
+    return draw
+
+
+def apply_augmentation(images: torch.Tensor, imu: torch.Tensor, draw: AugmentDraw,
+                       config: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment uint8 sequences (B, T, H, W, 3) and (B, T, 6) IMU samples with a ``draw`` of B windows.
+
+    Runs on the tensors' device; returns float images in 0..255 and the IMU samples.
+
+    Saturation s, contrast c, brightness b and colour k, applied in that order to x in [0, 1],
+    make one affine map per window and channel, k c s x + k c (1 - s) grey(x) + k (0.5 - 0.5 c + b),
+    computed a window at a time (a few MB, in cache) in three passes instead of a dozen over the
+    batch; then the window's noise, and the clamp.
+    """
+    device, batch = images.device, images.shape[0]
+    out = images.float()
+    if draw.saturation is not None:
+        def spread(u: torch.Tensor | None, size: float) -> torch.Tensor:
+            return torch.ones(batch, 1, device=device) if u is None else 1 + size * (2 * u.to(device) - 1)
+
+        s, c = spread(draw.saturation, config.saturation).view(batch, 1), spread(draw.contrast, config.contrast)
+        c = c.view(batch, 1)
+        k = spread(draw.colour, config.colour).view(batch, -1).expand(batch, 3)
+        b = (config.brightness * (2 * draw.brightness.to(device) - 1)).view(batch, 1)
+        gain, grey_gain, offset = k * c * s, k * c * (1 - s), 255.0 * k * (0.5 - 0.5 * c + b)
+        for i in range(batch):
+            window = out[i]
+            grey = window.mean(-1, keepdim=True)
+            window.mul_(gain[i]).add_(offset[i]).addcmul_(grey, grey_gain[i])
+            if draw.seeds is not None:
+                noise = torch.Generator(device=device).manual_seed(int(draw.seeds[i]))
+                window.add_(torch.randn(window.shape, generator=noise, device=device), alpha=255.0 * config.noise)
+            window.clamp_(0.0, 255.0)
+    if draw.imu_std is not None:
+        noise, bias = (v.to(device) for v in _imu_errors(config))
+        std, offset = noise * draw.imu_std.to(device), bias * (2 * draw.imu_offset.to(device) - 1)
+        imu = imu + offset.unsqueeze(1) + std.unsqueeze(1) * draw.imu_noise.to(device)
+    return out, imu
+
+
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Augment uint8 sequences (B, T, H, W, 3); returns float images in 0..255."""
-    x = images.float() / 255.0
-    batch = x.shape[0]
-
-    def factor(spread: float) -> torch.Tensor:
-        return (1 + spread * (2 * torch.rand(batch, generator=generator) - 1)).view(batch, 1, 1, 1, 1)
-
-    grey = x.mean(-1, keepdim=True)
-    x = grey + (x - grey) * factor(config.saturation)
-    x = (x - 0.5) * factor(config.contrast) + 0.5
-    x = x + config.brightness * (2 * torch.rand(batch, generator=generator) - 1).view(batch, 1, 1, 1, 1)
-    if config.colour > 0:  # drawn only when asked, so configs without it train exactly as before
-        x = x * (1 + config.colour * (2 * torch.rand(batch, 1, 1, 1, 3, generator=generator) - 1))
-    if config.noise > 0:
-        x = x + config.noise * torch.randn(x.shape, generator=generator)
-    return x.clamp(0.0, 1.0) * 255.0
+    draw = draw_augmentation(len(images), images.shape[1], config, generator, imu=False)
+    return apply_augmentation(images, torch.zeros(len(images), 1, 6), draw, config)[0]
 
 
 def augment_imu(imu: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -190,11 +301,7 @@ def augment_imu(imu: torch.Tensor, config: AugmentConfig, generator: torch.Gener
     With every IMU error at zero it returns ``imu`` and draws nothing, so configurations
     without IMU augmentation train exactly as before it existed.
     """
-    noise = torch.tensor([config.gyro_noise] * 3 + [config.accel_noise] * 3)
-    bias = torch.tensor([config.gyro_bias] * 3 + [config.accel_bias] * 3)
-    if not (noise.any() or bias.any()):
+    draw = draw_augmentation(len(imu), imu.shape[1], config, generator, images=False)
+    if draw.imu_std is None:
         return imu
-    batch = imu.shape[0]
-    std = noise * torch.rand(batch, 1, 6, generator=generator)
-    offset = bias * (2 * torch.rand(batch, 1, 6, generator=generator) - 1)
-    return imu + offset + std * torch.randn(imu.shape, generator=generator)
+    return apply_augmentation(torch.zeros(len(imu), 1, 1, 1, 3, dtype=torch.uint8), imu, draw, config)[1]

@@ -4,12 +4,21 @@ Seeded; a progress bar with loss and speed; validation every epoch on whole held
 the best checkpoint kept at ``out``; resumable from ``out.state.pt``; a CSV log and a loss plot.
 The checkpoint records the training camera's field of view after preprocessing, from the bags'
 CameraInfo, so flight can say when its camera differs.
+
+On a CPU, a CUDA GPU or Apple's mps (``device``), with autocast on accelerators (``precision``),
+and in several processes under ``torchrun`` (``train.distributed``): the global batch, its
+windows, their augmentation and the learning-rate schedule are the same for any number of
+processes; only rank 0 writes checkpoints, logs and progress. Frames come memory-mapped from
+the cache, read window by window (``data.shards``).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+from collections import Counter
+import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -24,11 +33,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from liquid_pilot import __version__
-from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, default_cache_dir, \
-    load_flights, normalisation, split_flights
+from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, apply_augmentation, default_cache_dir, \
+    draw_augmentation, load_flights, normalisation, split_flights
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig
+from liquid_pilot.data.shards import gigabytes
+from liquid_pilot.flight.image import PREPROCESSING
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
+from liquid_pilot.train import distributed
+from liquid_pilot.train.distributed import Runtime
 
 
 @dataclass
@@ -44,13 +57,41 @@ class TrainConfig:
     grad_clip: float = 1.0
     val_fraction: float = 0.15
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # per process; under torchrun at most the machine's cores / its processes
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     topics: TopicConfig = field(default_factory=TopicConfig)
+    device: str = "auto"  # auto (cuda, else mps, else cpu), cpu, cuda or mps
+    precision: str = "auto"  # auto (bf16 autocast on a GPU that has it, else fp16; float32 on CPUs), fp32, bf16, fp16
+    workers: int | str = "auto"  # DataLoader worker processes; auto: none on a CPU, up to 4 beside an accelerator
+    pin_memory: bool | str = "auto"  # page-locked batches; auto: on CUDA
+    windows_per_epoch: int = 0  # 0: every training window each epoch; N: N drawn anew each epoch (huge data)
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.batch_size, self.sequence_length, self.shift, self.threads) < 1 \
+                or self.learning_rate <= 0:
+            raise ValueError("epochs, batch_size, sequence_length, shift, threads and learning_rate must be positive")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more (got {self.seed})")
+        distributed.check_choices(self.device, self.precision)
+        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                       or self.workers < 0):
+            raise ValueError(f"workers must be auto or a number of processes, 0 or more (got {self.workers!r})")
+        if self.pin_memory not in ("auto", True, False):
+            raise ValueError(f"pin_memory must be auto, true or false (got {self.pin_memory!r})")
+        if isinstance(self.windows_per_epoch, bool) or not isinstance(self.windows_per_epoch, int) \
+                or self.windows_per_epoch < 0:
+            raise ValueError(f"windows_per_epoch must be 0 (all) or a number of windows (got "
+                             f"{self.windows_per_epoch!r})")
 
 
-def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config; unknown keys are errors that list the allowed ones."""
+def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                      topics: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config; unknown keys are errors that list the allowed ones.
+
+    ``topics``: reading settings given on the command line (``--image-topic`` ...; None: not
+    given). They win over the file's ``topics:``; topics that neither names are chosen by type
+    (``auto``), as a user who names none expects.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -58,6 +99,12 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: cannot read the training config: {exc}") from None
     data.update(overrides or {})
+    if topics is not None:
+        given = dict(data.get("topics") or {})
+        for role in ("image", "command", "imu"):
+            given.setdefault(role, "auto")
+        given.update({k: v for k, v in topics.items() if v is not None})
+        data["topics"] = given
     nested = {"pilot": PilotConfig, "augment": AugmentConfig, "topics": TopicConfig}
     allowed = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(data) - allowed
@@ -70,15 +117,12 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
             bad = set(value or {}) - fields
             if bad:
                 raise ValueError(f"{path}: unknown {key} settings {sorted(bad)}; allowed: {', '.join(sorted(fields))}")
-            value = nested[key](**(value or {}))
+            try:
+                value = nested[key](**(value or {}))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path or 'training config'}: {key}: {exc}") from None
         kwargs[key] = value
-    config = TrainConfig(**kwargs)
-    if min(config.epochs, config.batch_size, config.sequence_length, config.shift, config.threads) < 1 \
-            or config.learning_rate <= 0:
-        raise ValueError("epochs, batch_size, sequence_length, shift, threads and learning_rate must be positive")
-    if config.seed < 0:
-        raise ValueError(f"seed must be 0 or more (got {config.seed})")
-    return config
+    return TrainConfig(**kwargs)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -111,95 +155,323 @@ def training_fov(flights: list[Flight]) -> list[float] | None:
     return [round(float(np.mean([f.camera_fov_deg[axis] for f in known])), 3) for axis in range(2)]
 
 
-def _loss(pilot: Pilot, batch: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    """MSE on commands divided by the model's command scale, so every axis counts alike."""
+def _window_losses(pilot: Pilot, batch: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """Each window's MSE on commands divided by the model's command scale, so every axis counts alike: (B,)."""
     predicted, _ = pilot(images, batch["imu"] if pilot.config.use_imu else None, batch["dt"])
     scale = pilot.command_scale
-    return torch.nn.functional.mse_loss(predicted / scale, batch["commands"] / scale)
+    return ((predicted.float() - batch["commands"]) / scale).square().mean(dim=(1, 2))
+
+
+def _autocast_encoder(pilot: Pilot, dtype: torch.dtype | None) -> None:
+    """Run the pilot's CNN, nearly all of its arithmetic, under autocast to ``dtype``.
+
+    The liquid head stays float32: its state runs through 64 steps, where bf16's 8-bit mantissa
+    would compound.
+    """
+    if dtype is None:
+        return
+    forward, device = pilot.encoder.forward, pilot.command_scale.device.type
+
+    def autocast(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device, dtype=dtype):
+            return forward(x).float()
+
+    pilot.encoder.forward = autocast  # on this instance only: its weights and checkpoint are unchanged
+
+
+class _Batches(torch.utils.data.Sampler):
+    """The batch sampler of this process's shares of an epoch's global batches, refilled every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _loader(dataset: SequenceDataset, batches: Any, config: TrainConfig, runtime: Runtime) -> DataLoader:
+    """Return this process's DataLoader: workers and pinned memory as configured (auto: as the device wants)."""
+    workers = config.workers
+    if workers == "auto":
+        cores = (os.cpu_count() or 1) // runtime.local_world_size
+        workers = 0 if runtime.device.type == "cpu" else min(4, max(0, cores - 1))
+    pin = runtime.device.type == "cuda" if config.pin_memory == "auto" else config.pin_memory
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin,
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(config.seed))
+
+
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _to_cpu(obj: Any) -> Any:
+    """Tensors (in dicts and lists) on the CPU: checkpoints and states load on any device."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _rng_state(runtime: Runtime) -> dict[str, Any]:
+    cuda = torch.cuda.get_rng_state(runtime.device) if runtime.device.type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+RESUME_ANYWHERE = ("epochs", "workers", "pin_memory")  # settings a resumed run may change
+
+
+def _resume(state_path: Path, config_dict: dict[str, Any], runtime: Runtime) -> dict[str, Any] | None:
+    """Return the saved state (rank 0 reads it, every process gets it) checked against this run, or None."""
+    saved = None
+    if runtime.main and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+    saved = distributed.from_main(saved, runtime)
+    if saved is None:
+        return None
+    defaults = dataclasses.asdict(TrainConfig())
+    asked = {k: v for k, v in config_dict.items() if k not in RESUME_ANYWHERE}
+    if {k: saved["config"].get(k, defaults[k]) for k in asked} != asked:
+        raise ValueError(f"{state_path}: was written with another training config; train without --resume to "
+                         "start over")
+    processes = saved.get("world_size", 1)
+    if processes != runtime.world_size:
+        how = "in one process, without torchrun" if processes == 1 else \
+            f"with torchrun starting {processes} processes in all (e.g. --nproc_per_node {processes})"
+        raise ValueError(f"{state_path}: was written by a run of {processes} process{'es' * (processes > 1)} and "
+                         f"this one has {runtime.world_size}; resume it {how}, or train without --resume to start "
+                         "over")
+    return saved
+
+
+def _check_batch(config: TrainConfig, runtime: Runtime) -> None:
+    if config.batch_size % runtime.world_size:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {runtime.world_size} processes: set "
+                         f"batch_size to a multiple of {runtime.world_size} (it is the global batch, the same for "
+                         f"any number of processes)")
 
 
 def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: bool = False,
           skip_bad: bool = False, cache_dir: Path | None = None, log: Any = sys.stderr) -> dict[str, Any]:
-    """Train and keep the best checkpoint at ``out``; returns a summary of the run."""
+    """Train from bags and keep the best checkpoint at ``out``; returns a summary of the run.
+
+    Under torchrun, every process calls this: each machine's first process decodes the bags
+    into the cache, the others open it after.
+    """
+    runtime = distributed.start(config.device, config.precision)
+    try:
+        _check_batch(config, runtime)
+        log = log if runtime.main else io.StringIO()
+        cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        cfg = config.pilot
+        topics = config.topics if cfg.use_imu else dataclasses.replace(config.topics, imu=None)
+        flights = None
+        for turn in range(2):  # each machine's first process decodes into the cache, then the others open it
+            if (runtime.local_rank == 0) == (turn == 0):
+                flights = load_flights(data, topics, (cfg.image_height, cfg.image_width), cache_dir, skip_bad,
+                                       on_bad=lambda e: print(f"skipping bad bag: {e}", file=log),
+                                       on_note=lambda line: print(f"note: {line}", file=log))
+            distributed.barrier(runtime)
+        if topics.imu is None and cfg.use_imu:
+            cfg = dataclasses.replace(cfg, use_imu=False)
+        _report_reading(flights, cfg, log)
+        size = sum(f.images.nbytes for f in flights)
+        print(f"frame cache: {cache_dir}: {gigabytes(size)} of decoded frames in {len(flights)} memory-mapped "
+              f"entries, read window by window; {gigabytes(shutil.disk_usage(cache_dir).free)} free there",
+              file=log)
+        return train_flights(config, flights, out, resume=resume, log=log, runtime=runtime, pilot_config=cfg,
+                             topics=topics, source=", ".join(map(str, data)))
+    finally:
+        distributed.stop(runtime)
+
+
+def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, resume: bool = False,
+                  log: Any = sys.stderr, runtime: Runtime | None = None, pilot_config: PilotConfig | None = None,
+                  topics: TopicConfig | None = None, source: str = "the flights") -> dict[str, Any]:
+    """Train on decoded flights (``train`` reads them from bags); the rest as ``train``.
+
+    ``pilot_config``: the pilot to train when it differs from the config's (as read from the
+    bags); ``runtime``: this process's (default: started here from the config, and stopped).
+    """
+    if runtime is None:
+        runtime = distributed.start(config.device, config.precision)
+        try:
+            return train_flights(config, flights, out, resume, log if runtime.main else io.StringIO(),
+                                 runtime, pilot_config, topics, source)
+        finally:
+            distributed.stop(runtime)
+    _check_batch(config, runtime)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if runtime.main:
+        out.parent.mkdir(parents=True, exist_ok=True)
     state_path, csv_path = out.with_suffix(".state.pt"), out.with_suffix(".log.csv")
-    torch.set_num_threads(config.threads)
+    threads = distributed.threads_per_process(config.threads, runtime)
+    torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
-    cfg = config.pilot
-    flights = load_flights(data, config.topics, (cfg.image_height, cfg.image_width),
-                           cache_dir if cache_dir is not None else default_cache_dir(), skip_bad,
-                           on_bad=lambda e: print(f"skipping bad bag: {e}", file=log))
-    cfg = _with_camera_fov(cfg, flights, log)
-    train_flights, val_flights = split_flights(flights, config.val_fraction, config.seed)
-    train_set = SequenceDataset(train_flights, config.sequence_length, config.shift)
-    val_set = SequenceDataset(val_flights, config.sequence_length, config.shift)
-    if len(train_set) == 0:
-        raise BagError(", ".join(map(str, data)), f"no flight segment is {config.sequence_length} frames long")
-    frames = sum(len(f.images) for f in flights)
-    print(f"{len(flights)} flights, {frames} frames: {len(train_set)} training and {len(val_set)} validation "
-          f"windows of {config.sequence_length} (shift {config.shift}); {train_set.unused_frames} frames in "
-          f"too-short segments unused", file=log)
+    device, length = runtime.device, config.sequence_length
+    cfg = _with_camera_fov(pilot_config or config.pilot, flights, log)
+    train_set, val_set, split = _split(config, flights, source, log)
+    print(runtime.describe(threads) + f"; global batch {config.batch_size}"
+          + (f" = {config.batch_size // runtime.world_size} per process" if runtime.world_size > 1 else ""),
+          file=log)
+    inputs = _inputs(flights, topics or config.topics, cfg)
 
     pilot = Pilot(cfg, seed=config.seed)
-    pilot.set_normalisation(*map(torch.as_tensor, normalisation(train_flights)))
+    stats = normalisation(train_set.flights) if runtime.main else None  # reads frames: once, then shared
+    pilot.set_normalisation(*map(torch.as_tensor, distributed.from_main(stats, runtime)))
+    pilot.to(device)
     optimizer = torch.optim.AdamW(pilot.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
     config_dict = dataclasses.asdict(config)
     start_epoch, best, elapsed, history = 0, float("inf"), 0.0, []
-    if resume and state_path.is_file():
-        saved = torch.load(state_path, weights_only=False)
-        if {**saved["config"], "epochs": 0} != {**config_dict, "epochs": 0}:  # more epochs may be asked for
-            raise ValueError(f"{state_path}: was written with another training config; train without --resume "
-                             "to start over")
+    saved = _resume(state_path, config_dict, runtime) if resume else None
+    if saved is not None:
         pilot.load_state_dict(saved["pilot"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        rng = saved["rng"][runtime.rank] if "rng" in saved else {"torch": saved["torch_rng"], "cuda": None}
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], device)
         start_epoch, best, elapsed, history = saved["epoch"] + 1, saved["best"], saved["elapsed"], saved["history"]
         print(f"resuming after epoch {saved['epoch'] + 1} (best validation loss {best:.5f})", file=log)
 
     generator = torch.Generator().manual_seed(config.seed)
+    batches = _Batches()
+    loader = _loader(train_set, batches, config, runtime)
+    _autocast_encoder(pilot, runtime.dtype)
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed * 1000 + epoch)  # each epoch's order and augmentation, resumable
         started = time.perf_counter()
         pilot.train()
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
+        plan = distributed.epoch_batches(len(train_set), config.batch_size, generator, config.windows_per_epoch)
+        spans = [distributed.share(len(b), runtime) for b in plan]
+        # A process whose share of a short last batch is empty runs one window at weight 0: every process joins.
+        batches.batches = [b[a:z].tolist() if z > a else b[:1].tolist() for b, (a, z) in zip(plan, spans)]
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", file=log, leave=False, unit="batch")
-        for batch in bar:
-            images = augment(batch["images"], config.augment, generator)
-            batch["imu"] = augment_imu(batch["imu"], config.augment, generator)
-            loss = _loss(pilot, batch, images)
+        bar = tqdm(zip(loader, plan, spans), total=len(plan), desc=f"epoch {epoch + 1}/{config.epochs}", file=log,
+                   leave=False, unit="batch", disable=not runtime.main)
+        for batch, whole, (a, z) in bar:
+            draw = draw_augmentation(len(whole), length, config.augment, generator)
+            batch = _on(batch, device)
+            images, batch["imu"] = apply_augmentation(batch["images"], batch["imu"],
+                                                      draw.part(a, z) if z > a else draw.part(0, 1), config.augment)
+            loss = _window_losses(pilot, batch, images).sum() * ((z > a) / len(whole))
             optimizer.zero_grad()
-            loss.backward()
+            scaler.scale(loss).backward()
+            losses.append(distributed.sum_gradients(list(pilot.parameters()), loss, runtime))
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(pilot.parameters(), config.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
+            scaler.step(optimizer)
+            scaler.update()
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        train_seconds = time.perf_counter() - started
         train_loss = float(np.mean(losses))
-        val_loss = evaluate(pilot, val_set, config.batch_size) if len(val_set) else train_loss
+        val_loss = evaluate(pilot, val_set, config.batch_size, runtime) if len(val_set) else train_loss
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         seconds = time.perf_counter() - started
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                        "seconds": round(seconds, 2)})
+                        "seconds": round(seconds, 2),
+                        "frames_per_s": round(sum(map(len, plan)) * length / train_seconds, 1)})
         improved = val_loss < best
+        rng = distributed.gather(_rng_state(runtime), runtime)
         if improved:
             best = val_loss
-            save_pilot(pilot.eval(), out, provenance={
-                "trained_with": f"liquid_pilot {__version__}", "data": [f.bag for f in flights][:200],
-                "flights": len(flights), "frames": frames, "epoch": epoch + 1, "val_loss": round(val_loss, 6),
-                "train_seconds": round(elapsed, 1), "config": config_dict})
+            if runtime.main:
+                save_pilot(pilot.eval(), out, provenance={
+                    "trained_with": f"liquid_pilot {__version__}", "data": [f.bag for f in flights][:200],
+                    "flights": len(flights), "frames": sum(len(f.images) for f in flights), "epoch": epoch + 1,
+                    "val_loss": round(val_loss, 6), "train_seconds": round(elapsed, 1), "config": config_dict,
+                    "processes": runtime.world_size, "device": device.type,
+                    "validation": split if len(val_set) else f"none: {split}"}, inputs=inputs)
         print(f"epoch {epoch + 1}/{config.epochs}: train {train_loss:.5f}  val {val_loss:.5f}  lr {lr:.2e}  "
-              f"{len(loader) / seconds:.2f} batch/s{'  * best, saved' if improved else ''}", file=log)
-        _write_log(csv_path, history)
-        _atomic_save({"config": config_dict, "pilot": pilot.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                      "best": best, "elapsed": elapsed, "history": history}, state_path)
-    _plot_losses(history, out.with_suffix(".loss.png"))
-    return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out)}
+              f"{len(plan) / seconds:.2f} batch/s, {history[-1]['frames_per_s']:.0f} frames/s"
+              f"{'  * best, saved' if improved else ''}", file=log)
+        if runtime.main:
+            _write_log(csv_path, history)
+            _atomic_save(_to_cpu({
+                "config": config_dict, "pilot": pilot.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "rng": rng, "world_size": runtime.world_size, "device": device.type, "epoch": epoch,
+                "best": best, "elapsed": elapsed, "history": history}), state_path)
+    if runtime.main:
+        _plot_losses(history, out.with_suffix(".loss.png"))
+    return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out),
+            "history": history}
+
+
+def _split(config: TrainConfig, flights: list[Flight], source: str,
+           log: Any) -> tuple[SequenceDataset, SequenceDataset, str]:
+    """Training and validation windows, and the line saying how flights were split (both printed)."""
+    train_flights, val_flights, split = split_flights(flights, config.val_fraction, config.seed,
+                                                      config.sequence_length)
+    train_set = SequenceDataset(train_flights, config.sequence_length, config.shift)
+    val_set = SequenceDataset(val_flights, config.sequence_length, config.shift)
+    frames = sum(len(f.images) for f in flights)
+    if not len(val_set):
+        if val_flights:
+            split = (f"no validation: the held-out flights have no segment of {config.sequence_length} frames "
+                     f"(the longest has {max(_segment_lengths(val_flights), default=0)}); the validation loss is "
+                     f"the training loss")
+        print(f"warning: {split}", file=log)
+    else:
+        print(f"validation: {split}", file=log)
+    if len(train_set) == 0:
+        longest = max(_segment_lengths(train_flights), default=0)
+        raise BagError(source, f"no flight segment is {config.sequence_length} frames long: {len(flights)} flights, "
+                               f"{frames} usable frames, the longest training segment {longest} frames; set "
+                               f"sequence_length (in the training config) to at most {longest}, or record longer "
+                               f"flights")
+    print(f"{len(flights)} flights, {frames} frames: {len(train_set)} training and {len(val_set)} validation "
+          f"windows of {config.sequence_length} (shift {config.shift}); {train_set.unused_frames} frames in "
+          f"too-short segments unused", file=log)
+    return train_set, val_set, split
+
+
+def _segment_lengths(flights: list[Flight]) -> list[int]:
+    return [int(n) for f in flights for n in np.unique(f.segments, return_counts=True)[1]]
+
+
+def _report_reading(flights: list[Flight], cfg: PilotConfig, log: Any) -> None:
+    """Print how the bags were read: topics chosen, time source, conventions, and every bag's notes."""
+    chosen = Counter("; ".join(f.report.get("chosen") or []) for f in flights)
+    for line, count in chosen.items():
+        if line:
+            print(f"topics chosen by type: {line} ({_share(count, flights)})", file=log)
+    sources = Counter(f.report.get("time_source", "header") for f in flights)
+    print("time: " + ", ".join(f"{'header stamps' if k == 'header' else 'time recorded'} ({_share(n, flights)})"
+                               for k, n in sources.items()), file=log)
+    frames = {(f.report.get("command_frame", "flu"), f.report.get("imu_frame", "flu")) for f in flights}
+    if frames != {("flu", "flu")}:
+        print("converted to FLU: " + ", ".join(f"commands from {c.upper()}, IMU from {i.upper()}" for c, i in frames),
+              file=log)
+    if not cfg.use_imu:
+        print("an image-only pilot: no IMU input (no IMU topic, or pilot.use_imu false)", file=log)
+    for flight in flights:
+        for note in flight.report.get("notes") or []:
+            print(f"note: {flight.bag}: {note}", file=log)
+
+
+def _share(count: int, flights: list[Flight]) -> str:
+    return f"all {count} bags" if count == len(flights) else f"{count} of {len(flights)} bags"
+
+
+def _inputs(flights: list[Flight], topics: TopicConfig, cfg: PilotConfig) -> dict[str, Any]:
+    """Return what the pilot was trained to read, for the checkpoint: topics (the most common), time, frames."""
+    names = Counter(tuple(sorted((f.report.get("topics") or {}).items())) for f in flights).most_common(1)[0][0]
+    return {"topics": dict(names) if names else None, "time_source": topics.time_source,
+            "command_frame": topics.command_frame, "imu_frame": topics.imu_frame, "preprocessing": PREPROCESSING,
+            "image_size": [cfg.image_height, cfg.image_width], "use_imu": cfg.use_imu}
 
 
 def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any) -> PilotConfig:
@@ -222,19 +494,28 @@ def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any) -> Pilot
 
 
 @torch.no_grad()
-def evaluate(pilot: Pilot, dataset: SequenceDataset, batch_size: int) -> float:
-    """Mean validation loss over all windows, without augmentation."""
+def evaluate(pilot: Pilot, dataset: SequenceDataset, batch_size: int, runtime: Runtime | None = None) -> float:
+    """Mean validation loss over all windows, without augmentation.
+
+    Each process takes its share of the windows and the sums are added, so every process gets the
+    same loss.
+    """
+    runtime = runtime or Runtime(device=next(pilot.parameters()).device)
     pilot.eval()
-    total, count = 0.0, 0
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        total += _loss(pilot, batch, batch["images"]).item() * len(batch["images"])
-        count += len(batch["images"])
-    return total / count
+    a, z = distributed.share(len(dataset), runtime)
+    totals = torch.zeros(2, dtype=torch.float64, device=runtime.device)
+    for batch in DataLoader(torch.utils.data.Subset(dataset, range(a, z)), batch_size=batch_size):
+        batch = _on(batch, runtime.device)
+        losses = _window_losses(pilot, batch, batch["images"])
+        totals[0] += losses.double().sum()
+        totals[1] += len(losses)
+    totals = distributed.sum_(totals, runtime)
+    return float(totals[0] / totals[1])
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
         writer.writeheader()
         writer.writerows(history)
 
