@@ -1,0 +1,143 @@
+"""Training at scale: frames per second in 1 and 2 processes, and resident memory on data larger than memory.
+
+Prints one JSON object per line: metric, value, unit, and where compared in the same run,
+baseline and ratio (here value / baseline: the speed-up, or how many times larger).
+
+- Throughput: the default pilot (64x64 frames, windows of 64, global batch 16) on synthetic
+  memory-mapped flights, in 1 process and in 2 processes (gloo), one thread each, fresh processes
+  for every run, 1- and 2-process runs alternating so that the machine's load hits both alike.
+  Frames per second count training only (the first epoch, warm-up, left out). The two runs'
+  validation losses are compared too: the same seed and global batch give the same training.
+- Memory: a synthetic dataset of ``--frames`` 64x64 frames (2,000,000 by default: 24.6 GB) written
+  as shards to ``--dir``, trained in 2 processes on ``--windows`` windows per epoch drawn from all
+  of it; each process's peak resident memory against ``--budget-gb``.
+
+Usage: python bench/bench_train.py [--quick] [--frames N] [--windows N] [--dir DIR] [--repeats N] [--skip WHAT]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from liquid_pilot.data import shards
+from liquid_pilot.train import distributed
+from liquid_pilot.train.trainer import load_train_config, train_flights
+
+FRAME_BYTES = 64 * 64 * 3
+
+
+def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+    print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
+
+
+def _train(folder: str, out: str, settings: dict, report: str) -> None:
+    """One process of a run (started by distributed.spawn): train on the shards in ``folder``."""
+    flights = [shards.read_entry(stem) for stem in sorted({p.with_suffix("") for p in Path(folder).glob("*.npz")})]
+    config = load_train_config(None, settings)
+    cpu = time.process_time()
+    summary = train_flights(config, flights, Path(out) / "p.pt", log=io.StringIO())
+    cpu = time.process_time() - cpu
+    rank = distributed.launch()[0]
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path(f"{report}.{rank}").write_text(json.dumps({"history": summary["history"], "peak_mb": peak_kb / 1024,
+                                                    "best": summary["best_val_loss"], "cpu_s": cpu}))
+
+
+def run(folder: Path, work: Path, processes: int, settings: dict) -> list[dict]:
+    """Train in ``processes`` fresh processes; returns each process's report."""
+    out = Path(tempfile.mkdtemp(dir=work))
+    distributed.spawn(_train, processes, str(folder), str(out), settings, str(out / "report"))
+    reports = [json.loads((out / f"report.{rank}").read_text()) for rank in range(processes)]
+    shutil.rmtree(out)
+    return reports
+
+
+def throughput(work: Path, repeats: int, flights: int, frames: int, epochs: int) -> None:
+    folder = work / "throughput"
+    shards.write_synthetic(folder, flights, frames)
+    settings = {"epochs": epochs, "threads": 1, "batch_size": 16, "sequence_length": 64, "shift": 16,
+                "val_fraction": 0.25, "seed": 0}
+    speeds: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    losses: dict[int, float] = {}
+    for _ in range(repeats):
+        for processes in (1, 2):
+            reports = run(folder, work, processes, settings)
+            history = reports[0]["history"][1:] or reports[0]["history"]
+            speeds[processes].append(statistics.median(h["frames_per_s"] for h in history))
+            cpu[processes].append(sum(r["cpu_s"] for r in reports))
+            losses[processes] = reports[0]["best"]
+    one, two = (statistics.median(speeds[p]) for p in (1, 2))
+    spread = {f"runs_{p}": [round(v) for v in speeds[p]] for p in (1, 2)}
+    emit("train_frames_per_s_1_process", one, "frames/s", threads=1, **spread)
+    emit("train_frames_per_s_2_processes", two, "frames/s", baseline=round(one, 1), ratio=round(two / one, 2),
+         target="ratio >= 1.6", threads=1, ratio_per_pair=[round(b / a, 2) for a, b in zip(speeds[1], speeds[2])])
+    cpu_one, cpu_two = (statistics.median(cpu[p]) for p in (1, 2))
+    emit("cpu_seconds_of_a_run_2_processes", cpu_two, "s", baseline=round(cpu_one, 1),
+         ratio=round(cpu_two / cpu_one, 2), note="both processes' CPU time for the same training; a ratio near 1 "
+         "means two free cores would run it near twice as fast", runs_1=[round(v) for v in cpu[1]],
+         runs_2=[round(v) for v in cpu[2]])
+    emit("val_loss_2_processes", losses[2], "MSE", baseline=float(f"{losses[1]:.6g}"), target="within 2%",
+         relative_difference=f"{abs(losses[2] - losses[1]) / losses[1]:.2e}", epochs=epochs)
+    shutil.rmtree(folder)
+
+
+def memory(work: Path, frames: int, budget_gb: float, windows: int) -> None:
+    folder = work / "memory"
+    per_flight = 50_000
+    flights = max(1, frames // per_flight)
+    free = shutil.disk_usage(work).free
+    needed = flights * min(frames, per_flight) * FRAME_BYTES
+    if needed > free * 0.8:
+        raise SystemExit(f"{work}: {needed / 1e9:.1f} GB of shards wanted, {free / 1e9:.1f} GB free: pass fewer "
+                         "--frames or another --dir")
+    start = time.perf_counter()
+    shards.write_synthetic(folder, flights, min(frames, per_flight))
+    seconds = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    total = flights * min(frames, per_flight)
+    emit("synthetic_shards_written", size / 1e9, "GB", frames=total, seconds=round(seconds, 1),
+         rate_gb_per_s=round(size / 1e9 / seconds, 2))
+    settings = {"epochs": 2, "threads": 1, "batch_size": 16, "sequence_length": 64, "shift": 64,
+                "val_fraction": 0.0, "windows_per_epoch": windows, "seed": 0}
+    start = time.perf_counter()
+    reports = run(folder, work, 2, settings)
+    peaks = [r["peak_mb"] for r in reports]
+    emit("peak_resident_memory_per_process", max(peaks) / 1024, "GB", budget=budget_gb,
+         target=f"< {budget_gb} GB per process", processes=2, per_process_mb=[round(p) for p in peaks],
+         dataset_gb=round(size / 1e9, 2), dataset_over_budget=round(size / 1e9 / budget_gb, 1), frames=total,
+         windows_per_epoch=windows, seconds=round(time.perf_counter() - start, 1))
+    shutil.rmtree(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run: small data, one repeat")
+    parser.add_argument("--frames", type=int, help="frames of the memory run (default 2,000,000; quick 200,000)")
+    parser.add_argument("--budget-gb", type=float, default=2.0, help="resident memory target per process (GB)")
+    parser.add_argument("--dir", type=Path, default=None, help="where to write the shards (default: a temporary "
+                        "folder in $TMPDIR)")
+    parser.add_argument("--repeats", type=int, help="alternating 1- and 2-process runs (default 3; quick 1)")
+    parser.add_argument("--windows", type=int, help="windows per epoch (2 epochs) of the memory run (default 256; "
+                        "quick 64)")
+    parser.add_argument("--skip", choices=["throughput", "memory"], action="append", default=[])
+    args = parser.parse_args()
+    frames = args.frames or (200_000 if args.quick else 2_000_000)
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_train.") as tmp:
+        if "throughput" not in args.skip:
+            throughput(Path(tmp), args.repeats or (1 if args.quick else 3), 4 if args.quick else 8,
+                       300 if args.quick else 600, 2 if args.quick else 3)
+        if "memory" not in args.skip:
+            memory(Path(tmp), frames, args.budget_gb, args.windows or (64 if args.quick else 256))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
