@@ -76,7 +76,7 @@ def test_share_holds_the_manifest_launch_files_configs_models_and_scenarios(inst
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "liquid_pilot").is_file()
     assert (share / "package.xml").read_text() == (ROOT / "package.xml").read_text()
     for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"), ("models", "*.pt"),
-                            ("sim/scenarios", "*.yaml"), ("sim/validation", "*.yaml")):
+                            ("sim/scenarios", "*.yaml"), ("sim/validation", "*.yaml"), ("sim/hard", "*.yaml")):
         assert ({p.name for p in (share / folder).glob(pattern)}
                 == {p.name for p in (ROOT / folder).glob(pattern)}), folder
     assert (share / "sim" / "assets" / "cf2x.urdf").is_file()

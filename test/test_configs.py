@@ -56,3 +56,20 @@ def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
                   "train_cfc_ncp_colour_imu.yaml": IMU_AUGMENT}  # ... and the two together
     for name, settings in candidates.items():  # the recipes compared on the validation conditions
         assert {k for k, v in config(name).items() if default[k] != v} == settings, name
+
+
+def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:
+    default = config("train.yaml")
+    expected = {"train_paper_ltc.yaml": {"pilot.head": "ltc_ncp", "pilot.units": 34, "pilot.use_imu": False},
+                "train_paper_cfc.yaml": {"pilot.units": 34, "pilot.use_imu": False},  # cfc_ncp: the default head
+                "train_cfc_ncp_image.yaml": {"pilot.use_imu": False}}
+    for name, settings in expected.items():
+        assert {k: v for k, v in config(name).items() if default[k] != v} == settings, name
+
+
+def test_the_papers_network_has_18_inter_12_command_and_4_motor_neurons() -> None:
+    from liquid_pilot.nn.wiring import auto_ncp
+
+    pilot = load_train_config(ROOT / "config" / "train_paper_cfc.yaml").pilot
+    wiring = auto_ncp(pilot.features, pilot.units, 4, pilot.sparsity, pilot.wiring_seed)
+    assert [len(layer) for layer in wiring.layers] == [18, 12, 4]

@@ -28,6 +28,9 @@ def test_conditions_expand_and_unknown_ones_are_refused() -> None:
     held_out = resolve_conditions(["validation"])
     assert len(held_out) >= 8 and not set(held_out) & set(everything)  # never part of the results table
     assert resolve_conditions(["spring", "wind"]) == ["spring", "wind"]
+    hard = resolve_conditions(["hard"])
+    assert len(hard) >= 9 and not set(hard) & (set(everything) | set(held_out))  # a tier of its own
+    assert resolve_conditions(["hard_far", "wind"]) == ["hard_far", "wind"]
     with pytest.raises(ValueError, match="unknown condition 'moon'"):
         resolve_conditions(["moon"])
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from liquid_pilot.sim.config import InjectConfig, SceneConfig, Scenario, ScenarioError, SimConfig, TaskConfig, \
-    list_scenarios, list_validation, load_scenario
+    list_hard, list_scenarios, list_validation, load_scenario
 
 EXPECTED = {"forest_summer", "forest_autumn", "forest_winter", "urban", "range", "rotated_target",
             "occluded_target", "moving_target", "hike", "distractors", "image_noise", "dark", "bright", "blur",
@@ -28,6 +28,26 @@ def test_validation_conditions_are_held_out_from_the_test_scenarios() -> None:
         assert scenario.name == name and scenario.description.startswith("Validation")
     assert {load_scenario(n).scene.season for n in held_out} >= {"spring", "dry"}
     assert not {load_scenario(n).scene.season for n in list_scenarios()} & {"spring", "dry"}
+
+
+HARD = {"hard_far", "hard_behind_left", "hard_behind_right", "hard_dense", "hard_noise_blur", "hard_dark",
+        "hard_autumn_wind", "hard_urban_noise", "hard_hike"}
+
+
+def test_the_hard_tier_loads_and_never_overlaps_the_other_conditions() -> None:
+    hard = list_hard()
+    assert HARD <= set(hard)
+    assert not set(hard) & (set(list_scenarios()) | set(list_validation()))
+    for name in hard:
+        scenario = load_scenario(name)
+        assert scenario.name == name and scenario.description.startswith("Hard")
+    far = load_scenario("hard_far").task
+    assert far.start_distance == [10.0, 15.0]
+    for name in ("hard_behind_left", "hard_behind_right"):  # the chair starts outside the camera's view
+        low, high = load_scenario(name).task.start_bearing_deg
+        assert min(abs(low), abs(high)) >= 90
+    assert load_scenario("hard_hike").task.targets > load_scenario("hike").task.targets
+    assert load_scenario("hard_dense").scene.obstacles > load_scenario("forest_summer").scene.obstacles
 
 
 def test_the_default_scenario_is_the_training_distribution() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from liquid_pilot.workers import Progress, Spread, run
-from liquid_pilot.sim.config import list_scenarios, list_validation, load_scenario
+from liquid_pilot.sim.config import list_hard, list_scenarios, list_validation, load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
 from liquid_pilot.sim.world import Simulator
 
@@ -31,9 +31,9 @@ def resolve_conditions(names: list[str]) -> list[str]:
     """Expand the groups of conditions and check the rest.
 
     ``all`` is every test scenario, ``ood`` all but the training one, ``validation`` the held-out
-    conditions for choosing recipes.
+    conditions for choosing recipes, ``hard`` the hard tier (longer, harder and combined shifts).
     """
-    available, held_out = list_scenarios(), list_validation()
+    available, held_out, hard = list_scenarios(), list_validation(), list_hard()
     out: list[str] = []
     for name in names:
         if name == "all":
@@ -42,11 +42,14 @@ def resolve_conditions(names: list[str]) -> list[str]:
             out += [s for s in available if s != IN_DISTRIBUTION]
         elif name == "validation":
             out += held_out
-        elif name in available or name in held_out:
+        elif name == "hard":
+            out += hard
+        elif name in available or name in held_out or name in hard:
             out.append(name)
         else:
             raise ValueError(f"unknown condition {name!r}; conditions are scenarios ({', '.join(available)}), "
-                             f"validation conditions ({', '.join(held_out)}), 'all', 'ood' or 'validation'")
+                             f"validation conditions ({', '.join(held_out)}), hard conditions ({', '.join(hard)}), "
+                             f"'all', 'ood', 'validation' or 'hard'")
     return list(dict.fromkeys(out))
 
 

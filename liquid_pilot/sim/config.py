@@ -170,6 +170,11 @@ def validation_dir() -> Path:
     return data_dir("sim") / "validation"
 
 
+def hard_dir() -> Path:
+    """Return the hard tier's folder: longer, harder and combined shifts; never in all, ood or validation."""
+    return data_dir("sim") / "hard"
+
+
 def list_scenarios() -> list[str]:
     """Return the test conditions: the scenarios of the results table."""
     return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
@@ -180,14 +185,19 @@ def list_validation() -> list[str]:
     return sorted(p.stem for p in validation_dir().glob("*.yaml"))
 
 
+def list_hard() -> list[str]:
+    """Return the hard-tier conditions."""
+    return sorted(p.stem for p in hard_dir().glob("*.yaml"))
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by name (``sim/scenarios/`` or ``sim/validation/NAME.yaml``) or from a YAML file."""
+    """Load a scenario by name (``sim/scenarios/``, ``sim/validation/`` or ``sim/hard/NAME.yaml``) or a YAML file."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir())]
+        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir(), hard_dir())]
         path = next((f for f in found if f.is_file()), found[0])
         if not path.is_file():
-            names = list_scenarios() + list_validation()
+            names = list_scenarios() + list_validation() + list_hard()
             raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(names)}")
     elif not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file")
