@@ -387,11 +387,14 @@ def test_a_slow_network_step_never_starves_the_command_stream(flying: Harness) -
 def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> None:
     frames = images(2)
     fresh = expected(model, frames[1:], [0.0])[0]
-    flying.send_frame(frames[0])
-    carried_on = flying.command_for(flying.send_frame(frames[1]))
+    # Stamps 62.5 ms apart, half a timeout ahead: however slowly this loaded process sends them, the gap
+    # between the frames never exceeds camera_timeout (which would start a new flight by itself).
+    t0 = flying.send_frame(frames[0], stamp=flying.now() + int(LONG_TIMEOUT / 2 * 1e9))
+    carried_on = flying.command_for(flying.send_frame(frames[1], stamp=t0 + 62_500_000))
     assert np.abs(np.array(carried_on) - fresh).max() > 1e-6  # the state carries over between frames
     assert call(flying.node, Trigger, "pilot_node/reset", Trigger.Request()).success
-    np.testing.assert_allclose(flying.command_for(flying.send_frame(frames[1])), fresh, rtol=1e-6)
+    again = flying.send_frame(frames[1], stamp=t0 + 125_000_000)
+    np.testing.assert_allclose(flying.command_for(again), fresh, rtol=1e-6)
 
 
 def test_disable_service_publishes_zero(flying: Harness) -> None:
