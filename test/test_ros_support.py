@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 TIMEOUT = 10.0  # s: discovery, services and messages all arrive well within this
@@ -41,7 +41,9 @@ class Ros:
     def __enter__(self) -> Ros:
         isolate()
         rclpy.init()
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        # One thread: rclpy's multi-threaded executor was seen spinning hot (a core at 100%, the test thread
+        # starved of the GIL); the nodes under test run their own threads where they need them.
+        self.executor = SingleThreadedExecutor()
         self.nodes: list[Node] = []
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
