@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.signals import SignalHandlerOptions
@@ -60,7 +60,7 @@ def run(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) 
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        executor = single_thread_executor() if len(nodes) == 1 else MultiThreadedExecutor()
+        executor = single_thread_executor()  # the nodes run their own threads (multi-threaded: seen spinning hot)
         for node in nodes:
             executor.add_node(node)
         finished = [node.finished for node in nodes if hasattr(node, "finished")]
