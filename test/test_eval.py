@@ -8,7 +8,7 @@ import pytest
 
 from liquid_pilot.eval.evaluate import evaluate, ood_mean, resolve_conditions, summarise, wilson
 from liquid_pilot.eval.report import write_report
-from liquid_pilot.eval.runs import across_runs, parse_runs, t95
+from liquid_pilot.eval.runs import across_runs, compare, parse_runs, t95
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 
@@ -100,10 +100,33 @@ def test_training_runs_of_a_recipe_are_summarised_over_runs_not_episodes(tmp_pat
     report = (tmp_path / "report.md").read_text()
     assert "| blur | 80% (60–100) |" in report and "**60.0% ± 20.0** [" in report
     assert json.loads((tmp_path / "report.json").read_text())["runs"]["a"]["runs"] == ["a", "a_seed1", "a_seed2"]
+    assert "### Recipes compared" not in report  # one recipe: nothing to compare
     for bad, message in ((["a=a"], "two or more"), (["a,a_seed1"], "NAME=MODEL"),
                          (["a=a,c"], "c not among the evaluated models")):
         with pytest.raises(ValueError, match=message):
             parse_runs(bad, list(summary))
+
+
+def test_recipes_are_compared_on_the_difference_of_their_means_over_runs(tmp_path: Path) -> None:
+    conditions = ["forest_summer", "wind"]
+    rates = {"a": (0.5, 0.6, 0.7), "b": (0.14, 0.2, 0.26), "c": (0.56, 0.76, 0.66)}
+    summary = {f"{r}{i}": by_rate({"forest_summer": 1.0, "wind": v}) for r, vs in rates.items()
+               for i, v in enumerate(vs)}
+    groups = parse_runs([f"{r}={r}0,{r}1,{r}2" for r in rates], list(summary))
+    stats = across_runs(summary, groups, conditions)
+    a_b = compare(stats["a"], stats["b"])
+    # Welch: a's SD 0.1, b's 0.06, 3 runs each: SE^2 = (0.01 + 0.0036) / 3, df = 3.27 -> 3 (rounded down)
+    se = ((0.01 + 0.0036) / 3) ** 0.5
+    assert a_b["difference"] == pytest.approx(0.4)
+    assert a_b["ci95"] == pytest.approx([0.4 - 3.182 * se, 0.4 + 3.182 * se]) and a_b["apart"]
+    a_c = compare(stats["a"], stats["c"])  # -0.06, SD 0.1 each: well inside the spread over runs
+    assert a_c["difference"] == pytest.approx(-0.06) and not a_c["apart"]
+    assert compare(stats["b"], stats["a"])["ci95"] == pytest.approx([-v for v in reversed(a_b["ci95"])])
+    write_report(summary, conditions, tmp_path, runs=groups)
+    report = (tmp_path / "report.md").read_text()
+    assert "### Recipes compared" in report and "| a | – | **+40.0 [" in report
+    saved = json.loads((tmp_path / "report.json").read_text())["recipes_compared"]
+    assert saved["a"]["c"]["apart"] is False and saved["b"]["a"]["apart"] is True
 
 
 def test_a_report_says_whether_its_episodes_were_flown_or_read_back(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from liquid_pilot.eval.evaluate import IN_DISTRIBUTION, ood_mean
-from liquid_pilot.eval.runs import across_runs, markdown_runs
+from liquid_pilot.eval.runs import across_runs, comparisons, markdown_runs
 
 
 def _cell(stats: dict[str, Any] | None) -> str:
@@ -81,5 +81,6 @@ def write_report(summary: dict[str, dict[str, dict[str, Any]]], conditions: list
     report = {"conditions": conditions, "summary": summary, "ood_mean": ood}
     if runs:
         report["runs"] = across_runs(summary, runs, conditions)
+        report["recipes_compared"] = comparisons(report["runs"])
     (out / "report.json").write_text(json.dumps(report, indent=1))
     heat_map(summary, conditions, out / "heatmap.png")

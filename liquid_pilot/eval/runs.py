@@ -4,6 +4,11 @@ An episode-level interval (Wilson) says how sure one trained pilot's rate is; it
 how much another training run of the same recipe would differ. Here each run's rate is one
 sample: per condition the mean and range over runs, and for the out-of-distribution mean also
 the standard deviation and a 95% Student-t interval of the recipe's mean over runs.
+
+Two recipes are compared on the difference of their out-of-distribution means over runs, with
+Welch's 95% interval (unequal variances; its degrees of freedom rounded down, which widens the
+interval): one recipe beats another beyond the uncertainty over training runs when the whole
+interval is above zero.
 """
 from __future__ import annotations
 
@@ -64,6 +69,25 @@ def across_runs(summary: dict[str, dict[str, dict[str, Any]]], groups: dict[str,
     return out
 
 
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Recipe ``a`` against ``b`` (each an ``across_runs`` entry): the difference of their out-of-distribution
+    means over runs, Welch's 95% interval of it and whether the interval excludes zero."""
+    (ma, va, na), (mb, vb, nb) = ((o["mean"], o["sd"] ** 2, len(o["per_run"])) for o in (a["ood"], b["ood"]))
+    diff, se2 = ma - mb, va / na + vb / nb
+    if se2 == 0.0:  # every run of both recipes alike: no spread to widen the difference
+        low = high = diff
+    else:
+        df = se2 ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+        half = t95(max(1, math.floor(df))) * math.sqrt(se2)
+        low, high = diff - half, diff + half
+    return {"difference": diff, "ci95": [low, high], "apart": low > 0 or high < 0}
+
+
+def comparisons(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every recipe against every other: {a: {b: compare(a, b)}}."""
+    return {a: {b: compare(stats[a], stats[b]) for b in stats if b != a} for a in stats}
+
+
 def markdown_runs(stats: dict[str, dict[str, Any]], conditions: list[str]) -> str:
     names = list(stats)
     lines = ["", "## Across training runs", "",
@@ -87,4 +111,21 @@ def markdown_runs(stats: dict[str, dict[str, Any]], conditions: list[str]) -> st
         for o in (stats[n]["ood"] for n in names)) + " |")
     lines.append("")
     lines.append("Runs: " + "; ".join(f"{n}: {', '.join(stats[n]['runs'])}" for n in names) + ".")
+    if len(names) > 1:
+        table = comparisons(stats)
+        lines += ["", "### Recipes compared", "",
+                  "Row minus column: the difference of the out-of-distribution means over runs, in points, with "
+                  "Welch's 95% interval over runs. **Bold**: the interval excludes zero, so the row recipe beats "
+                  "(or trails) the column recipe beyond the uncertainty over training runs.", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for a in names:
+            cells = []
+            for b in names:
+                if a == b:
+                    cells.append("–")
+                    continue
+                c = table[a][b]
+                text = f"{100 * c['difference']:+.1f} [{100 * c['ci95'][0]:+.0f}, {100 * c['ci95'][1]:+.0f}]"
+                cells.append(f"**{text}**" if c["apart"] else text)
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
