@@ -38,18 +38,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from bench_support import Frames
 from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, Imu
 from std_srvs.srv import SetBool
 
@@ -119,27 +119,15 @@ class EchoNode(Node):
         self.pub.publish(msg)
 
 
-class Frames:
-    """Serialized frames of one size, published with a fresh stamp patched into the CDR bytes."""
-
-    def __init__(self, width: int, height: int, count: int, rng: np.random.Generator):
-        self.width, self.height = width, height
-        self.data = []
+def camera_frames(width: int, height: int, count: int, rng: np.random.Generator) -> Frames:
+    """``count`` random rgb8 frames of one size, named WIDTHxHEIGHT."""
+    def messages() -> Iterator[Image]:
         for _ in range(count):
             msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
             msg.data = rng.integers(0, 256, (height, width, 3), dtype=np.uint8).tobytes()
             msg.header.frame_id = "camera_optical_frame"
-            data = serialize_message(msg)
-            assert data[:4] == b"\x00\x01\x00\x00", "expected little-endian CDR"
-            self.data.append((data[:4], data[12:]))
-
-    def stamped(self, k: int, stamp: int) -> bytes:
-        head, tail = self.data[k % len(self.data)]
-        return b"".join((head, struct.pack("<iI", stamp // 1_000_000_000, stamp % 1_000_000_000), tail))
-
-    @property
-    def name(self) -> str:
-        return f"{self.width}x{self.height}"
+            yield msg
+    return Frames(messages(), f"{width}x{height}")
 
 
 @dataclass
@@ -290,7 +278,7 @@ def main() -> None:
     cases = []
     for width, height in SIZES:
         small = (width, height) == SIZES[0]
-        frames = Frames(width, height, 30 if small else 5, rng)
+        frames = camera_frames(width, height, 30 if small else 5, rng)
         if args.quick:
             cases.append(Case(frames, 1.0, 4.0))
         else:

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,11 +43,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
+from bench_support import Frames
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from liquid_pilot.flight.codec import stamp_ns
@@ -108,21 +107,6 @@ def sensor_qos(reliability: str, depth: int = 1) -> QoSProfile:
     if reliability == "reliable":
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
     return qos_profile_sensor_data
-
-
-class Frames:
-    """Serialized camera messages (Image or CompressedImage), published with a fresh stamp patched in."""
-
-    def __init__(self, messages: list[Image | CompressedImage]):
-        self.data = []
-        for msg in messages:
-            data = serialize_message(msg)
-            assert data[:4] == b"\x00\x01\x00\x00", "expected little-endian CDR"
-            self.data.append((data[:4], data[12:]))
-
-    def stamped(self, k: int, stamp: int) -> bytes:
-        head, tail = self.data[k % len(self.data)]
-        return b"".join((head, struct.pack("<iI", stamp // 1_000_000_000, stamp % 1_000_000_000), tail))
 
 
 def raw_frames(count: int, size: int = 64) -> Frames:

@@ -8,76 +8,16 @@ The bridge: setpoint_velocity/cmd_vel: the ENU world frame, rotated by the headi
 MAVROS runs as you run it already. mavros_msgs has no wheel: the operator arms, takes off and
 switches to OFFBOARD/GUIDED; the bridge streams once the vehicle is airborne and cannot see the mode.
 
-Each node gets the shipped defaults first (pilot_node: config/pilot.yaml; bridge_node and recorder_node:
-config/mavros.yaml), then the user's params_file, so that file needs only what it changes. The pilot starts
-disabled; the bridge enables it through pilot_node/enable once it controls the vehicle, and disables it on
-every way out (stale commands, geofence, hold, land, takeover). Services: bridge_node/hold, resume, land,
-estop; status: bridge_node/status (JSON, latched). Ctrl-C: hover, then land.
+This is bridge.launch.py with stack:=mavros: see there for the nodes, parameter files and services.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description() -> LaunchDescription:
-    config = PathJoinSubstitution([FindPackageShare("liquid_pilot"), "config"])
-    pilot_defaults = PathJoinSubstitution([config, "pilot.yaml"])
-    stack_defaults = PathJoinSubstitution([config, "mavros.yaml"])
-    namespace = LaunchConfiguration("namespace")
-    params_file = LaunchConfiguration("params_file")
-    log_level = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes and their topics"),
-        DeclareLaunchArgument("params_file", default_value=stack_defaults,
-                              description="your parameter file (/**/pilot_node, /**/bridge_node, /**/recorder_node "
-                                          "sections), applied on top of config/pilot.yaml and config/mavros.yaml: "
-                                          "set only what you change"
-                                          " (e.g. bridge_node mavros_frame: body)"),
-        DeclareLaunchArgument("image_topic", default_value="camera/image_raw",
-                              description="the pilot's camera images (sensor_msgs/Image; /compressed is appended "
-                                          "for image_transport: compressed)"),
-        DeclareLaunchArgument("imu_topic", default_value="imu/data", description="the pilot's IMU (sensor_msgs/Imu)"),
-        DeclareLaunchArgument("record", default_value="false",
-                              description="true: also record camera, IMU, commands and the bridge's status to MCAP"),
-        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
-        Node(
-            package="liquid_pilot",
-            executable="pilot_node",
-            name="pilot_node",
-            namespace=namespace,
-            parameters=[pilot_defaults, params_file],
-            remappings=[
-                ("camera/image_raw", LaunchConfiguration("image_topic")),
-                ("imu/data", LaunchConfiguration("imu_topic")),
-            ],
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-        ),
-        Node(
-            package="liquid_pilot",
-            executable="bridge_node",
-            name="bridge_node",
-            namespace=namespace,
-            parameters=[stack_defaults, params_file],
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-            sigterm_timeout="35",  # Ctrl-C lands first (shutdown_timeout 30 s)
-        ),
-        Node(
-            package="liquid_pilot",
-            executable="recorder_node",
-            name="recorder_node",
-            namespace=namespace,
-            parameters=[stack_defaults, params_file],
-            condition=IfCondition(LaunchConfiguration("record")),
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-            sigterm_timeout="10",  # time to close the open bag
-        ),
-    ])
+    bridge = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("liquid_pilot"), "launch", "bridge.launch.py"]))
+    return LaunchDescription([IncludeLaunchDescription(bridge, launch_arguments={"stack": "mavros"}.items())])

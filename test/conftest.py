@@ -1,4 +1,4 @@
-"""Shared test settings: one thread and fixed seeds, so every run computes the same numbers.
+"""Shared test settings: one thread and fixed seeds, so every run computes the same numbers; the ROS fixture.
 
 The onboard tests (``test/onboard``) also run in an environment without PyTorch.
 """
@@ -17,3 +17,11 @@ def _seeded() -> None:
         torch.set_num_threads(1)
         torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy on an isolated domain, nodes spinning in the background (test_ros_support.Ros): one per test module."""
+    from test_ros_support import Ros  # here: the onboard tests run without rclpy
+    with Ros() as r:
+        yield r

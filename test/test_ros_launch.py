@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import itertools
 import json
 import signal
 import subprocess
@@ -33,12 +34,8 @@ from liquid_pilot.ros.sim_node import EPISODE_GAP_S, SimNode
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-
-
-@pytest.fixture(scope="module")
-def ros():
-    with Ros() as r:
-        yield r
+SHARE = "$share"  # FindPackageShare("liquid_pilot") in the paths launch_nodes reads
+STACKS = ["px4", "mavros", "ardupilot", "crazyflie"]  # launch/STACK.launch.py: bridge.launch.py stack:=STACK
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def console_scripts() -> dict[str, str]:
 
 
 def launch_arguments(path: Path) -> dict[str, dict]:
-    """Each DeclareLaunchArgument of a launch file: its default (an AST node or None) and description."""
+    """Each DeclareLaunchArgument of a launch file: its default (an AST node or None), choices and description."""
     arguments = {}
     for call in ast.walk(ast.parse(path.read_text())):
         if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
@@ -76,13 +73,25 @@ def launch_arguments(path: Path) -> dict[str, dict]:
             description = kwargs.get("description")
             arguments[call.args[0].value] = {
                 "default": kwargs.get("default_value"),
+                "choices": ast.literal_eval(kwargs["choices"]) if "choices" in kwargs else None,
                 "description": ast.literal_eval(description) if description is not None else ""}
     return arguments
 
 
-def launch_nodes(path: Path) -> list[dict]:
-    """Each Node(...) of a launch file: executable, name, shipped parameter files in order, whether the user's
-    ``params_file`` comes last (and its default), and the names of literal parameters."""
+def launch_variants(path: Path) -> list[dict[str, str]]:
+    """The launch arguments to check a launch file with: each combination of the choices of its arguments that
+    have no default (bridge.launch.py: each stack:=STACK); a file without such arguments: none (``[{}]``)."""
+    required = {name: argument["choices"] or [] for name, argument in launch_arguments(path).items()
+                if argument["default"] is None}
+    return [dict(zip(required, values)) for values in itertools.product(*required.values())]
+
+
+def launch_nodes(path: Path, **given: str) -> list[dict]:
+    """Each Node(...) a launch file starts, an included launch file's too, with the launch arguments ``given``
+    (``name:=value``; the others take their defaults): executable, name, shipped parameter files (in config/) in
+    order, whether the user's ``params_file`` comes last (and the file its default names), the names of literal
+    parameters, and the launch file that declares the node. A file whose name depends on an argument with neither
+    a value nor a default is left out."""
     tree = ast.parse(path.read_text())
     assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
@@ -93,36 +102,65 @@ def launch_nodes(path: Path) -> list[dict]:
             expr = assigned[expr.id]
         return expr
 
+    def called(expr: ast.AST, name: str) -> bool:
+        return isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == name
+
     def user_file(expr: ast.AST) -> bool:
         expr = resolve(expr)
-        return (isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration"
-                and expr.args[0].value == "params_file")
+        return called(expr, "LaunchConfiguration") and expr.args[0].value == "params_file"
 
-    def yaml_files(expr: ast.AST) -> list[str]:
-        """The .yaml names an expression leads to, through variables and launch arguments' defaults."""
+    def text(expr: ast.AST) -> str | None:
+        """What a substitution gives, through variables and launch arguments (None: not known statically):
+        a list concatenates, PathJoinSubstitution joins with '/', FindPackageShare('liquid_pilot') is SHARE."""
         expr = resolve(expr)
-        if isinstance(expr, ast.Constant) and str(expr.value).endswith(".yaml"):
-            return [expr.value]
-        if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration":
-            default = arguments.get(expr.args[0].value, {}).get("default")
-            return [] if default is None else yaml_files(default)
-        return [name for child in ast.iter_child_nodes(expr) for name in yaml_files(child)]
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+            return expr.value
+        if isinstance(expr, ast.List) or called(expr, "PathJoinSubstitution"):
+            parts = [text(e) for e in (expr.elts if isinstance(expr, ast.List) else resolve(expr.args[0]).elts)]
+            return None if None in parts else ("" if isinstance(expr, ast.List) else "/").join(parts)
+        if called(expr, "FindPackageShare"):
+            return SHARE if text(expr.args[0]) == "liquid_pilot" else None
+        if called(expr, "LaunchConfiguration"):
+            name = text(expr.args[0])
+            if name in given:
+                return given[name]
+            default = arguments.get(name, {}).get("default")
+            return None if default is None else text(default)
+        return None
+
+    def config_files(expr: ast.AST) -> list[str]:
+        """The file in config/ a parameter file expression names (a path elsewhere stays whole)."""
+        path = text(expr)
+        return [] if path is None else [path.removeprefix(f"{SHARE}/config/")]
 
     nodes = []
-    for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Node":
-            kwargs = {k.arg: k.value for k in call.keywords}
+    for call in ast.walk(tree):  # breadth first: a LaunchDescription's actions in their order
+        kwargs = {k.arg: k.value for k in call.keywords} if isinstance(call, ast.Call) else {}
+        if called(call, "IncludeLaunchDescription"):
+            # IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments={...}.items())
+            source = resolve(call.args[0])
+            assert called(source, "PythonLaunchDescriptionSource"), (path, ast.dump(source))
+            location = text(source.args[0]) or ""
+            assert location.startswith(f"{SHARE}/launch/"), (path, location)  # an installed launch file of ours
+            passed = resolve(kwargs["launch_arguments"].func.value) if "launch_arguments" in kwargs else ast.Dict()
+            nodes += launch_nodes(path.parent / location.removeprefix(f"{SHARE}/launch/"),
+                                  **{**given, **{text(k): text(v) for k, v in zip(passed.keys, passed.values)}})
+        elif called(call, "Node"):
             elements = resolve(kwargs.get("parameters", ast.List(elts=[]))).elts
             user = bool(elements) and user_file(elements[-1])
             nodes.append({
-                "executable": kwargs["executable"].value, "name": kwargs["name"].value,
-                "files": [name for element in (elements[:-1] if user else elements) for name in yaml_files(element)],
+                "launch_file": path.name, "executable": kwargs["executable"].value, "name": kwargs["name"].value,
+                "files": [name for element in (elements[:-1] if user else elements) for name in config_files(element)],
                 "user": user,
-                "user_default": yaml_files(elements[-1]) if user else [],
+                "user_default": config_files(elements[-1]) if user else [],
                 "literal": [k.value for element in elements if isinstance(resolve(element), ast.Dict)
                             for k in resolve(element).keys],
             })
     return nodes
+
+
+# Each launch file with each set of launch arguments it is checked with (bridge.launch.py: once per stack).
+VARIANTS = [(path, given) for path in LAUNCH_FILES for given in launch_variants(path)]
 
 
 def table(node: str) -> set[str]:
@@ -144,8 +182,8 @@ def declared(ros: Ros, model: Path, bag: Path, tmp_path_factory: pytest.TempPath
     names = {name: set(node.list_parameters([], 0).names) for name, node in nodes.items()}
     for node in nodes.values():
         node.destroy_node()
-    for path in LAUNCH_FILES:
-        for node in launch_nodes(path):
+    for path, given in VARIANTS:
+        for node in launch_nodes(path, **given):
             if node["name"] not in names:
                 names[node["name"]] = table(node["executable"]) | set(BUILTIN)
     return names
@@ -154,40 +192,67 @@ def declared(ros: Ros, model: Path, bag: Path, tmp_path_factory: pytest.TempPath
 def test_launch_files_name_our_executables_and_existing_config_files(declared: dict[str, set[str]]) -> None:
     scripts = console_scripts()
     assert {"pilot.launch.py", "sim.launch.py", "record.launch.py"} <= {path.name for path in LAUNCH_FILES}
-    for path in LAUNCH_FILES:
-        nodes = launch_nodes(path)
-        assert nodes, path
+    for path, given in VARIANTS:
+        nodes = launch_nodes(path, **given)
+        assert nodes, (path, given)
         for node in nodes:
-            assert node["executable"] in scripts and node["executable"] != "liquid-pilot", (path, node)
+            assert node["executable"] in scripts and node["executable"] != "liquid-pilot", (path, given, node)
             module, function = scripts[node["executable"]].split(":")
             assert callable(getattr(importlib.import_module(module), function))
             assert node["name"] == node["executable"]  # the YAML sections are keyed by these names
-            assert node["files"], (path, node)
-            for name in node["files"]:
-                assert (CONFIG / name).is_file(), (path, name)
-            assert set(node["literal"]) <= declared[node["name"]], (path, node)
+            assert node["files"], (path, given, node)
+            for name in node["files"] + node["user_default"]:
+                assert (CONFIG / name).is_file(), (path, given, name)
+            assert set(node["literal"]) <= declared[node["name"]], (path, given, node)
 
 
 def test_every_launch_argument_is_documented_and_declared() -> None:
-    # `ros2 launch liquid_pilot X.launch.py --show-args` prints these descriptions.
+    # `ros2 launch liquid_pilot X.launch.py --show-args` prints these descriptions (and those of included files).
     for path in LAUNCH_FILES:
         arguments = launch_arguments(path)
         for name, argument in arguments.items():
             assert len(argument["description"]) > 10, (path, name)
+            # Each has a default, or choices that the tests try one by one (launch refuses any other value).
+            assert argument["default"] is not None or argument["choices"], (path, name)
         used = {call.args[0].value for call in ast.walk(ast.parse(path.read_text()))
                 if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "LaunchConfiguration"}
         assert used <= set(arguments), (path, used - set(arguments))
 
 
-@pytest.mark.parametrize("mode", ["pilot", "sim", "record"])
-def test_the_users_file_comes_last_over_every_nodes_shipped_defaults(mode: str) -> None:
+def test_each_stacks_launch_file_is_the_bridge_launch_file_with_its_stack() -> None:
+    # `ros2 launch liquid_pilot px4.launch.py ARGS` runs `bridge.launch.py stack:=px4 ARGS`: the same nodes and
+    # arguments for every stack, whose config/STACK.yaml gives the bridge and the recorder their defaults.
+    bridge = ROOT / "launch" / "bridge.launch.py"
+    assert launch_arguments(bridge)["stack"]["choices"] == STACKS
+    for stack in STACKS:
+        path = ROOT / "launch" / f"{stack}.launch.py"
+        assert launch_arguments(path) == {}, path  # --show-args lists the included bridge.launch.py's
+        nodes = launch_nodes(path)
+        assert nodes == launch_nodes(bridge, stack=stack), path
+        assert {node["launch_file"] for node in nodes} == {"bridge.launch.py"}, path
+        assert [(node["name"], node["files"], node["user_default"]) for node in nodes] == [
+            ("pilot_node", ["pilot.yaml"], [f"{stack}.yaml"]), ("bridge_node", [f"{stack}.yaml"], [f"{stack}.yaml"]),
+            ("recorder_node", [f"{stack}.yaml"], [f"{stack}.yaml"])], path
+        assert (CONFIG / f"{stack}.yaml").is_file(), stack
+
+
+def sections(path: Path) -> set[str]:
+    """The node names a parameter file has sections for (``**``: every node)."""
+    return {str(key).strip("/").split("/")[-1] for key in yaml.safe_load(path.read_text())}
+
+
+@pytest.mark.parametrize(("path", "given"), VARIANTS, ids=[
+    "-".join([path.name, *(f"{k}={v}" for k, v in given.items())]) for path, given in VARIANTS])
+def test_the_users_file_comes_last_over_every_nodes_shipped_defaults(path: Path, given: dict[str, str]) -> None:
     # A user's file sets only what it changes: what it leaves out keeps the shipped value (issue: a file with
     # only a sim_node section used to ground the pilot).
-    path = ROOT / "launch" / f"{mode}.launch.py"
-    for node in launch_nodes(path):
-        assert node["user"], (path, node["name"])
-        # The argument's default is one of the node's shipped files: applying it again changes nothing.
-        assert len(node["user_default"]) == 1 and node["user_default"][0] in node["files"], (path, node)
+    for node in launch_nodes(path, **given):
+        assert node["user"], (path, given, node["name"])
+        # The argument's default is one of the node's shipped files, or one with no section for the node (the
+        # stack's file for the pilot): applying it again changes nothing.
+        assert len(node["user_default"]) == 1, (path, given, node)
+        default = node["user_default"][0]
+        assert default in node["files"] or not {node["name"], "**"} & sections(CONFIG / default), (path, given, node)
 
 
 def test_every_parameter_in_the_config_files_is_declared_by_its_node(declared: dict[str, set[str]]) -> None:
@@ -213,9 +278,10 @@ def test_the_parameter_tables_are_what_the_nodes_declare(declared: dict[str, set
 
 
 def test_the_launcher_modes_are_the_launch_files() -> None:
+    # The flight stacks' launch files (bridge.launch.py, STACK.launch.py) have no mode: a drone runs ros2 launch.
     for path in LAUNCH_FILES:
         mode = path.name.removesuffix(".launch.py")
-        if mode in launcher.MODES or mode in ("pilot", "sim", "record"):
+        if mode not in ("bridge", *STACKS):
             assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
 
 

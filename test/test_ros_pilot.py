@@ -38,12 +38,6 @@ IMU = np.array([0.01, -0.02, 0.03, 0.1, -0.1, 9.81], np.float32)
 
 
 @pytest.fixture(scope="module")
-def ros():
-    with Ros() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "pilot.pt"
     save_pilot(Pilot(seed=3), path)

@@ -30,7 +30,8 @@ NODES = {
 }
 # mode -> nodes in start order, each with its parameter files from config/, as in launch/MODE.launch.py
 # (test_ros_launch.py checks that they agree); the user's --params files come last, as the launch files'
-# params_file does.
+# params_file does. A real drone's launch/bridge.launch.py (and STACK.launch.py, the same with stack:=STACK)
+# has no mode: it runs with ros2 launch.
 MODES = {
     "pilot": [("pilot_node", ["pilot.yaml"])],
     "sim": [("pilot_node", ["pilot.yaml", "sim.yaml"]), ("sim_node", ["sim.yaml"])],
