@@ -26,12 +26,6 @@ from liquid_pilot.ros.bridge_node import PARAMETERS, BridgeNode
 from liquid_pilot.sim.mavlink_vehicle import Kinematic, MavlinkVehicle
 
 
-@pytest.fixture(scope="module")
-def ros():
-    with Ros() as r:
-        yield r
-
-
 class Pilot:
     """The pilot's ~/enable, recording what the bridge asked."""
 
