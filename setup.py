@@ -56,8 +56,8 @@ DEPENDENCIES = {
     # flight stack bridges (liquid_pilot/bridge): MAVLink (PX4, ArduPilot) and Crazyflie
     "mavlink": {"pymavlink": "python3-pymavlink-pip", "pyserial": "python3-serial"},  # pyserial: serial links
     "crazyflie": {"cflib": None},
-    # collect and eval on a Ray cluster (--ray)
-    "ray": {"ray": None},
+    # collect, eval and train on a Ray cluster (--ray); train runs its processes as Ray Train workers
+    "ray": {"ray[train]": None},
     # the test suite: ncps as the reference implementation, the ament linters' checks, and colcon to
     # build the package as a ROS user does
     "test": {

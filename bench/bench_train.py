@@ -8,17 +8,24 @@ baseline and ratio (here value / baseline: the speed-up, or how many times large
   for every run, 1- and 2-process runs alternating so that the machine's load hits both alike.
   Frames per second count training only (the first epoch, warm-up, left out). The two runs'
   validation losses are compared too: the same seed and global batch give the same training.
+- Ray Train (``--ray``): 2 processes as Ray Train workers on a local Ray instance (``train.ray_launch``,
+  as ``liquid-pilot train --ray local --processes 2`` runs them) against 2 processes started by
+  ``distributed.spawn`` (as torchrun starts them), the same training, alternating: frames per second
+  as above, and start-up: seconds from the launch call to rank 0 starting its first epoch (the Ray
+  instance already up, as on a cluster; its own start is reported beside). The machine's load
+  average is reported with them.
 - Memory: a synthetic dataset of ``--frames`` 64x64 frames (2,000,000 by default: 24.6 GB) written
   as shards to ``--dir``, trained in 2 processes on ``--windows`` windows per epoch drawn from all
   of it; each process's peak resident memory against ``--budget-gb``.
 
-Usage: python bench/bench_train.py [--quick] [--frames N] [--windows N] [--dir DIR] [--repeats N] [--skip WHAT]
+Usage: python bench/bench_train.py [--quick] [--frames N] [--windows N] [--dir DIR] [--repeats N] [--skip WHAT] [--ray]
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -38,24 +45,47 @@ def emit(metric: str, value: float, unit: str, **extra: object) -> None:
     print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
 
 
+class _Clock(io.StringIO):
+    """A training log that notes when the first epoch starts (rank 0's progress bar names it)."""
+
+    first_epoch: float | None = None
+
+    def write(self, text: str) -> int:
+        if self.first_epoch is None and "epoch 1/" in text:
+            self.first_epoch = time.time()
+        return super().write(text)
+
+
 def _train(folder: str, out: str, settings: dict, report: str) -> None:
-    """One process of a run (started by distributed.spawn): train on the shards in ``folder``."""
+    """One process of a run (started by distributed.spawn or as a Ray Train worker): train on the shards in
+    ``folder``."""
     flights = [shards.read_entry(stem) for stem in sorted({p.with_suffix("") for p in Path(folder).glob("*.npz")})]
     config = load_train_config(None, settings)
     cpu = time.process_time()
-    summary = train_flights(config, flights, Path(out) / "p.pt", log=io.StringIO())
+    log = _Clock()
+    summary = train_flights(config, flights, Path(out) / "p.pt", log=log)
     cpu = time.process_time() - cpu
     rank = distributed.launch()[0]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     Path(f"{report}.{rank}").write_text(json.dumps({"history": summary["history"], "peak_mb": peak_kb / 1024,
-                                                    "best": summary["best_val_loss"], "cpu_s": cpu}))
+                                                    "best": summary["best_val_loss"], "cpu_s": cpu,
+                                                    "first_epoch": log.first_epoch}))
 
 
-def run(folder: Path, work: Path, processes: int, settings: dict) -> list[dict]:
-    """Train in ``processes`` fresh processes; returns each process's report."""
+def run(folder: Path, work: Path, processes: int, settings: dict, ray: bool = False) -> list[dict]:
+    """Train in ``processes`` fresh processes (Ray Train workers with ``ray``); returns each process's report,
+    with ``launched``: the wall-clock time of the launch."""
     out = Path(tempfile.mkdtemp(dir=work))
-    distributed.spawn(_train, processes, str(folder), str(out), settings, str(out / "report"))
-    reports = [json.loads((out / f"report.{rank}").read_text()) for rank in range(processes)]
+    args = (str(folder), str(out), settings, str(out / "report"))
+    launched = time.time()
+    if ray:
+        from liquid_pilot.train import ray_launch
+
+        ray_launch.run(_train, args, processes, use_gpu=False)
+    else:
+        distributed.spawn(_train, processes, *args)
+    reports = [{**json.loads((out / f"report.{rank}").read_text()), "launched": launched}
+               for rank in range(processes)]
     shutil.rmtree(out)
     return reports
 
@@ -87,6 +117,55 @@ def throughput(work: Path, repeats: int, flights: int, frames: int, epochs: int)
          runs_2=[round(v) for v in cpu[2]])
     emit("val_loss_2_processes", losses[2], "MSE", baseline=float(f"{losses[1]:.6g}"), target="within 2%",
          relative_difference=f"{abs(losses[2] - losses[1]) / losses[1]:.2e}", epochs=epochs)
+    shutil.rmtree(folder)
+
+
+def ray_train(work: Path, repeats: int, flights: int, frames: int, epochs: int) -> None:
+    """2 processes as Ray Train workers against 2 spawned processes: frames/s and start-up, alternating."""
+    from liquid_pilot.train import ray_launch
+
+    ray_launch.check(2)
+    folder = work / "ray"
+    shards.write_synthetic(folder, flights, frames)
+    settings = {"epochs": epochs, "threads": 1, "batch_size": 16, "sequence_length": 64, "shift": 16,
+                "val_fraction": 0.25, "seed": 0}
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    ray_launch.connect("local", 2)
+    ray_start = time.perf_counter() - start
+    speeds: dict[str, list[float]] = {"spawn": [], "ray": []}
+    startup: dict[str, list[float]] = {"spawn": [], "ray": []}
+    cpu: dict[str, list[float]] = {"spawn": [], "ray": []}
+    losses: dict[str, float] = {}
+    try:
+        for _ in range(repeats):
+            for launcher in ("spawn", "ray"):
+                reports = run(folder, work, 2, settings, ray=launcher == "ray")
+                history = reports[0]["history"][1:] or reports[0]["history"]
+                speeds[launcher].append(statistics.median(h["frames_per_s"] for h in history))
+                startup[launcher].append(reports[0]["first_epoch"] - reports[0]["launched"])
+                cpu[launcher].append(sum(r["cpu_s"] for r in reports))
+                losses[launcher] = reports[0]["best"]
+    finally:
+        import ray
+
+        ray.shutdown()
+    load = {"load_avg_1m_before": round(load_before[0], 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
+            "cores": os.cpu_count()}
+    spawn_fps, ray_fps = (statistics.median(speeds[k]) for k in ("spawn", "ray"))
+    emit("train_frames_per_s_2_processes_ray_train", ray_fps, "frames/s", baseline=round(spawn_fps, 1),
+         ratio=round(ray_fps / spawn_fps, 2), baseline_is="2 processes by distributed.spawn (as torchrun)",
+         threads=1, runs_ray=[round(v) for v in speeds["ray"]], runs_spawn=[round(v) for v in speeds["spawn"]],
+         ratio_per_pair=[round(b / a, 2) for a, b in zip(speeds["spawn"], speeds["ray"])],
+         same_val_loss=losses["ray"] == losses["spawn"], epochs=epochs,
+         cpu_s_ray=round(statistics.median(cpu["ray"]), 1), cpu_s_spawn=round(statistics.median(cpu["spawn"]), 1),
+         **load)
+    spawn_s, ray_s = (statistics.median(startup[k]) for k in ("spawn", "ray"))
+    emit("train_startup_s_2_processes_ray_train", ray_s, "s", baseline=round(spawn_s, 2),
+         ratio=round(ray_s / spawn_s, 2), baseline_is="2 processes by distributed.spawn (as torchrun)",
+         measured="launch to rank 0 starting epoch 1",
+         ray_instance_start_s=round(ray_start, 2), runs_ray=[round(v, 2) for v in startup["ray"]],
+         runs_spawn=[round(v, 2) for v in startup["spawn"]], **load)
     shutil.rmtree(folder)
 
 
@@ -129,12 +208,17 @@ def main() -> None:
     parser.add_argument("--windows", type=int, help="windows per epoch (2 epochs) of the memory run (default 256; "
                         "quick 64)")
     parser.add_argument("--skip", choices=["throughput", "memory"], action="append", default=[])
+    parser.add_argument("--ray", action="store_true", help="also compare 2 Ray Train workers with 2 spawned "
+                        "processes (needs the ray extra; --repeats alternating pairs)")
     args = parser.parse_args()
     frames = args.frames or (200_000 if args.quick else 2_000_000)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_train.") as tmp:
         if "throughput" not in args.skip:
             throughput(Path(tmp), args.repeats or (1 if args.quick else 3), 4 if args.quick else 8,
                        300 if args.quick else 600, 2 if args.quick else 3)
+        if args.ray:
+            ray_train(Path(tmp), args.repeats or (1 if args.quick else 3), 4 if args.quick else 8,
+                      300 if args.quick else 600, 2 if args.quick else 3)
         if "memory" not in args.skip:
             memory(Path(tmp), frames, args.budget_gb, args.windows or (64 if args.quick else 256))
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from liquid_pilot.nn.policy import Pilot
@@ -245,28 +246,68 @@ def _bag_reindex(args: argparse.Namespace) -> None:
               f"{info['duration']['nanoseconds'] / 1e9:.2f} s")
 
 
-def _train(args: argparse.Namespace) -> None:
-    from liquid_pilot.train.distributed import launch
+def _train_process(args: argparse.Namespace) -> dict:
+    """Train in this process: the only one, each of torchrun's, or each Ray Train worker."""
     from liquid_pilot.train.trainer import load_train_config, train
 
-    overrides = {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads),
-                                               ("seed", args.seed), ("device", args.device),
-                                               ("precision", args.precision), ("workers", args.workers))
-                 if value is not None}
+    config = load_train_config(args.config, _train_overrides(args), topics=_reading_options(args))
+    return train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad, cache_dir=args.cache_dir)
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads), ("seed", args.seed),
+                                          ("device", args.device), ("precision", args.precision),
+                                          ("workers", args.workers)) if value is not None}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from liquid_pilot.train.distributed import launch
+
+    if args.processes is not None and args.ray is None:
+        raise ValueError("--processes starts Ray Train workers and needs --ray ADDRESS (auto, local or an address); "
+                         "without Ray, start the processes with torchrun (README: Training at scale)")
+    if args.ray is not None:
+        _train_on_ray(args)
+        return
     rank, _, local_rank, _ = launch()
     try:
-        config = load_train_config(args.config, overrides, topics=_reading_options(args))
-        summary = train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad,
-                        cache_dir=args.cache_dir)
+        summary = _train_process(args)
     except KeyboardInterrupt:
-        if rank == 0:
-            print(f"interrupted; the best checkpoint so far is {args.out}; add --resume to continue",
-                  file=sys.stderr)
-        raise SystemExit(130) from None
+        _interrupted(args, rank)
     except (ValueError, OSError):
         if local_rank != 0:  # under torchrun: each machine's first process says it, once
             raise SystemExit(2) from None
         raise
+    _trained(summary, rank)
+
+
+def _train_on_ray(args: argparse.Namespace) -> None:
+    """Run the same training with its processes started as Ray Train workers (liquid_pilot.train.ray_launch)."""
+    from liquid_pilot.train import ray_launch
+    from liquid_pilot.train.trainer import load_train_config
+
+    args.processes = 1 if args.processes is None else args.processes
+    try:
+        ray_launch.check(args.processes)
+    except ValueError:
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # started under torchrun after all: its first process says so
+            raise SystemExit(2) from None
+        raise
+    config = load_train_config(args.config, _train_overrides(args), topics=_reading_options(args))
+    try:
+        summary = ray_launch.train(_train_process, args, config)
+    except KeyboardInterrupt:
+        _interrupted(args, 0)
+    _trained(summary, 0)
+
+
+def _interrupted(args: argparse.Namespace, rank: int) -> NoReturn:
+    if rank == 0:
+        print(f"interrupted; the best checkpoint so far is {args.out}; add --resume to continue", file=sys.stderr)
+    raise SystemExit(130) from None
+
+
+def _trained(summary: dict, rank: int) -> None:
     if rank == 0:
         print(f"best validation loss {summary['best_val_loss']:.5f} after {summary['epochs']} epochs "
               f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}")
@@ -407,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "on CPUs, up to 4 beside a GPU)")
     p.add_argument("--cache-dir", type=Path, help="folder for the decoded frames (default: "
                    "$XDG_CACHE_HOME/liquid_pilot/frames, else ~/.cache/liquid_pilot/frames)")
+    p.add_argument("--ray", metavar="ADDRESS", help="train as Ray Train workers on a Ray cluster: 'auto', 'local' "
+                   "or an address (needs the ray extra); instead of torchrun")
+    p.add_argument("--processes", type=int, metavar="N", help="with --ray: training processes (Ray Train workers, "
+                   "one GPU each on cuda; default 1)")
     _add_reading_options(p, "the config's topics, else chosen by type")
     p.set_defaults(run=_train)
     p = sub.add_parser("replay", help="run a pilot open loop over a bag and compare with its commands")

@@ -1,6 +1,7 @@
-"""Training at scale: devices, precision, torchrun processes (the same pilot, resumable after a kill), memory-mapped
-frames."""
+"""Training at scale: devices, precision, torchrun processes (the same pilot, resumable after a kill), Ray Train
+workers (the same pilot again), memory-mapped frames."""
 import errno
+import importlib.util
 import io
 import os
 import pickle
@@ -30,6 +31,7 @@ from liquid_pilot.train.trainer import load_train_config, train, train_flights
 FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1, "epochs": 4}
 TINY = PilotConfig(units=8, features=8, image_height=32, image_width=32)
 NO_GPU = not torch.cuda.is_available()
+NO_RAY = importlib.util.find_spec("ray") is None
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,16 @@ def _torchrun(paths: dict[str, Path], out: Path, *extra: str) -> subprocess.Pope
         stdout=open(out.with_suffix(".out"), "w"), stderr=open(out.with_suffix(".err"), "w"))
 
 
+def _ray(paths: dict[str, Path], cwd: Path, out: str, *extra: str) -> subprocess.Popen:
+    """``liquid-pilot train --ray local --processes 2`` in ``cwd``, ``out`` relative to it (a worker runs elsewhere)."""
+    (cwd / out).parent.mkdir(parents=True, exist_ok=True)
+    log = (cwd / out).with_suffix("")
+    return subprocess.Popen(
+        [sys.executable, "-m", "liquid_pilot.cli", "train", "--config", str(paths["config"]), "--data",
+         str(paths["bags"]), "--out", out, "--cache-dir", str(paths["cache"]), "--ray", "local", "--processes", "2",
+         *extra], cwd=cwd, stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"))
+
+
 def _state(out: Path) -> dict:
     return torch.load(out.with_suffix(".state.pt"), weights_only=False)
 
@@ -71,6 +83,55 @@ def test_two_processes_train_the_pilot_one_process_trains(run: dict[str, Path], 
     assert "2 processes (gloo; 2 on this machine); global batch 8 = 4 per process" in printed
     assert printed.count("validation: 1 of 4 flights") == 1  # only rank 0 speaks
     assert f"frame cache: {run['cache']}: " in log.getvalue() and "memory-mapped" in log.getvalue()
+
+
+@pytest.mark.skipif(NO_RAY, reason="needs Ray Train (the ray extra)")
+def test_ray_train_workers_train_the_pilot_one_process_trains(run: dict[str, Path], tmp_path: Path) -> None:
+    process = _ray(run, tmp_path, "ray/p.pt")  # Ray starts in seconds: train the one process meanwhile
+    one = train(load_train_config(run["config"]), [run["bags"]], tmp_path / "one" / "p.pt", cache_dir=run["cache"],
+                log=io.StringIO())
+    assert process.wait(timeout=300) == 0, (tmp_path / "ray" / "p.err").read_text()
+    out = tmp_path / "ray" / "p.pt"
+    ray, torchrun = _state(out), _state(run["root"] / "two" / "p.pt")
+    assert ray["world_size"] == 2 and len(ray["rng"]) == 2 and ray["epoch"] == FAST["epochs"] - 1
+    assert one["best_val_loss"] == pytest.approx(ray["best"], rel=1e-5)
+    for field in ("train_loss", "val_loss"):
+        assert [h[field] for h in one["history"]] == pytest.approx([h[field] for h in ray["history"]], rel=1e-5)
+    for key, value in _state(tmp_path / "one" / "p.pt")["pilot"].items():
+        torch.testing.assert_close(value, ray["pilot"][key], rtol=0, atol=2e-4)
+        torch.testing.assert_close(ray["pilot"][key], torchrun["pilot"][key], rtol=0, atol=0)  # the same run
+    printed = (tmp_path / "ray" / "p.err").read_text()
+    assert "2 processes (gloo; 2 on this machine); global batch 8 = 4 per process" in printed
+    assert printed.count("validation: 1 of 4 flights") == 1 and "Traceback" not in printed  # only rank 0 speaks
+    assert (tmp_path / "ray" / "p.out").read_text().strip().endswith(f"; wrote {out}")
+
+
+@pytest.mark.parametrize("options, problem", [
+    (["--processes", "2"], "--processes starts Ray Train workers and needs --ray ADDRESS (auto, local or an address); "
+                           "without Ray, start the processes with torchrun"),
+    (["--ray", "local", "--processes", "0"], "--processes 0: a run needs 1 or more training processes"),
+    (["--ray", "local", "--under-torchrun"], "--ray starts the training processes itself, but this is one of "
+                                             "torchrun's (RANK is set): run `liquid-pilot train --ray ...` once"),
+    (["--ray", "local", "--without-ray"], "--ray needs Ray Train, which this install leaves out (no module "
+                                          "ray.train.torch): pip install 'liquid_pilot[ray]' (it brings ray[train])"),
+    pytest.param(["--ray", "local", "--processes", "3"], "batch_size 8 does not split over 3 processes",
+                 marks=pytest.mark.skipif(NO_RAY, reason="needs Ray Train (the ray extra)"))])
+def test_a_ray_launch_that_cannot_start_is_one_line(options: list[str], problem: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    if "--under-torchrun" in options:
+        options.remove("--under-torchrun")
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+    if "--without-ray" in options:
+        options.remove("--without-ray")
+        monkeypatch.setitem(sys.modules, "ray.train.torch", None)  # import ray.train.torch fails
+    (tmp_path / "fast.yaml").write_text("".join(f"{k}: {v}\n" for k, v in FAST.items()))
+    code = cli.main(["train", "--config", str(tmp_path / "fast.yaml"), "--data", str(tmp_path), "--out",
+                     str(tmp_path / "p.pt"), *options])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {problem}") and err.count("\n") == 1
+    assert not list(tmp_path.glob("p.*"))  # nothing started
 
 
 def _worker(torchrun: int, rank: int) -> int:
@@ -112,7 +173,8 @@ def test_resuming_with_another_number_of_processes_is_one_line(run: dict[str, Pa
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and error == (f"error: {tmp_path / 'two' / 'p.state.pt'}: was written by a run of 2 processes "
                                    "and this one has 1; resume it with torchrun starting 2 processes in all (e.g. "
-                                   "--nproc_per_node 2), or train without --resume to start over")
+                                   "--nproc_per_node 2), or --ray with --processes 2, or train without --resume to "
+                                   "start over")
 
 
 @pytest.mark.parametrize("device, problem", [("tpu", "device 'tpu' is not one of auto, cpu, cuda, mps"),

@@ -22,7 +22,7 @@ PROVIDERS = {
     "builtin_interfaces": "ros-builtin-interfaces", "sensor_msgs": "ros-sensor-msgs",
     "geometry_msgs": "ros-geometry-msgs", "std_msgs": "ros-std-msgs", "std_srvs": "ros-std-srvs",
     "nav_msgs": "ros-nav-msgs", "rosgraph_msgs": "ros-rosgraph-msgs", "launch": "launch", "launch_ros": "launch_ros",
-    "ray": "ray", "pymavlink": "pymavlink", "cflib": "cflib",
+    "ray": "ray[train]", "pymavlink": "pymavlink", "cflib": "cflib",
 }
 
 

@@ -70,8 +70,11 @@ def across_runs(summary: dict[str, dict[str, dict[str, Any]]], groups: dict[str,
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Recipe ``a`` against ``b`` (each an ``across_runs`` entry): the difference of their out-of-distribution
-    means over runs, Welch's 95% interval of it and whether the interval excludes zero."""
+    """Recipe ``a`` against ``b`` (each an ``across_runs`` entry) on their out-of-distribution means.
+
+    Returns the difference of the means over runs, Welch's 95% interval of it and whether the
+    interval excludes zero.
+    """
     (ma, va, na), (mb, vb, nb) = ((o["mean"], o["sd"] ** 2, len(o["per_run"])) for o in (a["ood"], b["ood"]))
     diff, se2 = ma - mb, va / na + vb / nb
     if se2 == 0.0:  # every run of both recipes alike: no spread to widen the difference

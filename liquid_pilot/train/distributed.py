@@ -2,8 +2,10 @@
 
 One process needs nothing set up. Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in
 the environment) the processes join one group, gloo on CPUs and nccl on GPUs, each GPU process
-on the GPU of its local rank. Data parallel: every process holds the whole pilot; each global
-batch is split into contiguous shares, one per process, and after the backward pass the
+on the GPU of its local rank. A launcher that sets up the group itself and sets the same
+environment (Ray Train, ``train.ray_launch``) is taken as it is: the group is used, not joined
+again, and left to the launcher at the end. Data parallel: every process holds the whole pilot;
+each global batch is split into contiguous shares, one per process, and after the backward pass the
 gradients (and the batch's loss) are summed over the processes in one flat all-reduce. Each
 window's loss is divided by the global batch's size, so the sum is the gradient of the global
 batch's mean loss: the same step as one process taking the whole batch, for any number of
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -36,6 +38,7 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
+    owns_group: bool = False  # this process joined the group (torchrun), so ``stop`` leaves it
 
     @property
     def main(self) -> bool:
@@ -124,21 +127,32 @@ def autocast_dtype(device: torch.device, precision: str, bf16_supported: bool | 
 
 
 def start(device: str, precision: str) -> Runtime:
-    """Return this process's runtime; under torchrun, join the process group (``stop`` leaves it)."""
+    """Return this process's runtime; under torchrun, join the process group (``stop`` leaves it).
+
+    A group that is there already (set up by Ray Train) is used as it is, and must agree with the
+    environment's rank and world size.
+    """
     rank, world, local_rank, local_world = launch()
     where = resolve_device(device, local_rank, local_world)
     runtime = Runtime(where, autocast_dtype(where, precision), rank, world, local_rank, local_world)
-    if world > 1 and not dist.is_initialized():
-        if not dist.is_available():
-            raise ValueError(f"this torch {torch.__version__} has no torch.distributed: run one process")
-        if where.type == "cuda":
-            torch.cuda.set_device(where)
-        dist.init_process_group(runtime.backend)
-    return runtime
+    if world == 1:
+        return runtime
+    if not dist.is_available():
+        raise ValueError(f"this torch {torch.__version__} has no torch.distributed: run one process")
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
+    if dist.is_initialized():
+        if (dist.get_rank(), dist.get_world_size()) != (rank, world):
+            raise ValueError(f"the process group set up before training has rank {dist.get_rank()} of "
+                             f"{dist.get_world_size()}, the environment says RANK={rank}, WORLD_SIZE={world}")
+        return runtime
+    dist.init_process_group(runtime.backend)
+    return replace(runtime, owns_group=True)
 
 
 def stop(runtime: Runtime) -> None:
-    if runtime.world_size > 1 and dist.is_initialized():
+    """Leave the process group if ``start`` joined it (a launcher's own group is the launcher's to end)."""
+    if runtime.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

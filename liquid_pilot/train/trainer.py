@@ -6,7 +6,8 @@ The checkpoint records the training camera's field of view after preprocessing, 
 CameraInfo, so flight can say when its camera differs.
 
 On a CPU, a CUDA GPU or Apple's mps (``device``), with autocast on accelerators (``precision``),
-and in several processes under ``torchrun`` (``train.distributed``): the global batch, its
+and in several processes under ``torchrun`` (``train.distributed``) or as Ray Train workers
+(``train.ray_launch``): the global batch, its
 windows, their augmentation and the learning-rate schedule are the same for any number of
 processes; only rank 0 writes checkpoints, logs and progress. Frames come memory-mapped from
 the cache, read window by window (``data.shards``).
@@ -241,15 +242,16 @@ def _resume(state_path: Path, config_dict: dict[str, Any], runtime: Runtime) -> 
                          "start over")
     processes = saved.get("world_size", 1)
     if processes != runtime.world_size:
-        how = "in one process, without torchrun" if processes == 1 else \
-            f"with torchrun starting {processes} processes in all (e.g. --nproc_per_node {processes})"
+        how = "in one process, without torchrun (or --ray with --processes 1)" if processes == 1 else \
+            f"with torchrun starting {processes} processes in all (e.g. --nproc_per_node {processes}), or --ray " \
+            f"with --processes {processes}"
         raise ValueError(f"{state_path}: was written by a run of {processes} process{'es' * (processes > 1)} and "
                          f"this one has {runtime.world_size}; resume it {how}, or train without --resume to start "
                          "over")
     return saved
 
 
-def _check_batch(config: TrainConfig, runtime: Runtime) -> None:
+def check_batch(config: TrainConfig, runtime: Runtime) -> None:
     if config.batch_size % runtime.world_size:
         raise ValueError(f"batch_size {config.batch_size} does not split over {runtime.world_size} processes: set "
                          f"batch_size to a multiple of {runtime.world_size} (it is the global batch, the same for "
@@ -265,7 +267,7 @@ def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: 
     """
     runtime = distributed.start(config.device, config.precision)
     try:
-        _check_batch(config, runtime)
+        check_batch(config, runtime)
         log = log if runtime.main else io.StringIO()
         cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         cfg = config.pilot
@@ -305,7 +307,7 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
                                  runtime, pilot_config, topics, source)
         finally:
             distributed.stop(runtime)
-    _check_batch(config, runtime)
+    check_batch(config, runtime)
     out = Path(out)
     if runtime.main:
         out.parent.mkdir(parents=True, exist_ok=True)
