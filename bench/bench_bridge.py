@@ -125,14 +125,7 @@ def keepalive(rate: float, seconds: float) -> None:
     sup = Supervisor(backend, SupervisorConfig(prime_s=0.2, command_timeout=seconds + 5), clock)
     runner = Runner(sup, rate)
     stop_vehicle = threading.Event()
-
-    def autopilot() -> None:
-        while not stop_vehicle.is_set():
-            now = clock()
-            vehicle.publish(now)
-            vehicle.receive(now)
-            stop_vehicle.wait(0.01)
-    thread = threading.Thread(target=autopilot, daemon=True)
+    thread = threading.Thread(target=vehicle.run, args=(stop_vehicle, 0.01), daemon=True)
     stop_load = multiprocessing.Event()
     load = [multiprocessing.Process(target=_spin, args=(stop_load,), daemon=True) for _ in range(os.cpu_count() or 2)]
     thread.start()

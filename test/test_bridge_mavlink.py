@@ -340,15 +340,8 @@ def test_keep_alive_rate_within_10_percent_with_both_cores_busy() -> None:
     vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True)
     sup = Supervisor(backend, SupervisorConfig(prime_s=0.2, command_timeout=5.0), clock)
     runner = Runner(sup, rate)
-    stop_vehicle = threading.Event()
-
-    def autopilot() -> None:  # the vehicle's own loop: 50 Hz telemetry, answers at once
-        while not stop_vehicle.is_set():
-            now = clock()
-            vehicle.publish(now)
-            vehicle.receive(now)
-            stop_vehicle.wait(0.02)
-    thread = threading.Thread(target=autopilot, daemon=True)
+    stop_vehicle = threading.Event()  # the vehicle's own loop: 50 Hz telemetry, answers at once
+    thread = threading.Thread(target=vehicle.run, args=(stop_vehicle, 0.02), daemon=True)
     stop_load = multiprocessing.Event()
     load = [multiprocessing.Process(target=_spin, args=(stop_load,), daemon=True)
             for _ in range(max(2, os.cpu_count() or 2))]

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from geometry_msgs.msg import PoseStamped, TwistStamped
@@ -109,16 +108,8 @@ def test_mavlink_flight_then_ctrl_c_hovers_and_lands(ros: Ros) -> None:
     node = bridge(ros, ns, backend="mavlink", flavour="px4", address=f"udpin:127.0.0.1:{port}", prime_s=0.2,
                   shutdown_hover_s=0.3, shutdown_timeout=10.0)
     vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True)
-    stop = threading.Event()
-
-    def autopilot() -> None:  # the vehicle's loop at 50 Hz
-        while not stop.is_set():
-            now = time.monotonic_ns()
-            vehicle.publish(now)
-            vehicle.receive(now)
-            vehicle.body.fly(vehicle.command(now), 0.02)
-            stop.wait(0.02)
-    thread = threading.Thread(target=autopilot, daemon=True)
+    stop = threading.Event()  # the vehicle's loop at 50 Hz, flying its body
+    thread = threading.Thread(target=vehicle.run, args=(stop, 0.02, True), daemon=True)
     thread.start()
     try:
         cmd = ros.node("the_pilot", ns).create_publisher(TwistStamped, "cmd_vel", QoSProfile(depth=10))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +164,19 @@ class MavlinkVehicle:
         mav.local_position_ned_send(boot_ms, x, y, z, vx, vy, vz)
         mav.attitude_send(boot_ms, 0.0, 0.0, yaw_enu_to_ned(float(self.body.yaw)), 0.0, 0.0, 0.0)
         mav.extended_sys_state_send(0, MAV_LANDED_STATE_ON_GROUND if self._on_ground() else MAV_LANDED_STATE_IN_AIR)
+
+    def run(self, stop: threading.Event, period_s: float, fly: bool = False) -> None:
+        """Run the autopilot's own loop in real time until ``stop`` is set.
+
+        Every ``period_s``: telemetry out, messages in and, with ``fly``, the body flown on the setpoint.
+        """
+        while not stop.is_set():
+            now = time.monotonic_ns()
+            self.publish(now)
+            self.receive(now)
+            if fly:
+                self.body.fly(self.command(now), period_s)
+            stop.wait(period_s)
 
     def receive(self, now: int) -> None:
         while (msg := self.conn.recv_msg()) is not None:
