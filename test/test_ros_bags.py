@@ -199,26 +199,43 @@ def test_a_recorder_killed_at_any_moment_keeps_all_but_the_last_second(ros: Ros,
     assert len(flight.images) >= len([i for when, i in images if when < killed - 1.0]) - 1
 
 
-def test_use_sim_time_without_a_clock_warns(ros: Ros, tmp_path: Path) -> None:
+def test_use_sim_time_holds_what_comes_before_the_first_clock(ros: Ros, tmp_path: Path) -> None:
     talker = ros.node("clockless_talker")
     chatter = talker.create_publisher(String, "/noclock/chatter", 100)
     recorder = ros.add(RecorderNode(parameter_overrides=[
         Parameter("topics", value=["/noclock/chatter"]), Parameter("output", value=str(tmp_path / "rec")),
         Parameter("use_sim_time", value=True)]))
     assert wait_for(chatter.get_subscription_count)
-    chatter.publish(String(data="lost"))
-    assert wait_for(lambda: recorder.unclocked == 1)
+    chatter.publish(String(data="early"))
     assert wait_for(lambda: recorder.warnings, timeout=10)
     assert recorder.warnings[0] == (
-        "use_sim_time is on and no /clock has arrived: 1 messages not recorded (they have no time to be filed "
-        "under); start the simulator or a /clock publisher, or set use_sim_time false")
+        "use_sim_time is on and no /clock has arrived: 1 messages wait for one (and 0 could not: not recorded); "
+        "start the simulator or a /clock publisher, or set use_sim_time false")
+    assert recorder.counts["/noclock/chatter"] == 0
     clock = talker.create_publisher(Clock, "/clock", 10)
     assert wait_for(clock.get_subscription_count)
     while not recorder.get_clock().now().nanoseconds:  # /clock is best effort: published until it is heard
         clock.publish(Clock(clock=Time(sec=100)))
         wait_for(lambda: recorder.get_clock().now().nanoseconds, timeout=0.2)
-    chatter.publish(String(data="kept"))
+    # The held message is filed under the first simulated time heard, without waiting for another message.
     assert wait_for(lambda: recorder.counts["/noclock/chatter"] == 1)
+    chatter.publish(String(data="kept"))
+    assert wait_for(lambda: recorder.counts["/noclock/chatter"] == 2)
     ros.remove(recorder)
-    assert [deserialize_message(d, String).data for _, d in read_bags([tmp_path / "rec"])["/noclock/chatter"]] \
-        == ["kept"]
+    assert recorder.unclocked == 0
+    assert [(t, deserialize_message(d, String).data) for t, d in read_bags([tmp_path / "rec"])["/noclock/chatter"]] \
+        == [(100 * 10**9, "early"), (100 * 10**9, "kept")]
+
+
+def test_use_sim_time_with_no_clock_at_all_says_what_was_not_recorded(ros: Ros, tmp_path: Path) -> None:
+    talker = ros.node("never_clocked_talker")
+    chatter = talker.create_publisher(String, "/never/chatter", 100)
+    recorder = ros.add(RecorderNode(parameter_overrides=[
+        Parameter("topics", value=["/never/chatter"]), Parameter("output", value=str(tmp_path / "rec")),
+        Parameter("use_sim_time", value=True)]))
+    assert wait_for(chatter.get_subscription_count)
+    for _ in range(3):
+        chatter.publish(String(data="no time"))
+    assert wait_for(lambda: recorder.waiting_for_clock == 3)
+    ros.remove(recorder)
+    assert recorder.unclocked == 3 and recorder.counts["/never/chatter"] == 0

@@ -402,3 +402,6 @@ def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ro
     assert {topic: (s.sec, s.nanosec) for topic, s in firsts.items()} == {
         "/camera/image_raw": (int(EPISODE_GAP_S), 0), "/imu/data": (int(EPISODE_GAP_S), 0)}
     assert any(json.loads(s.data)["reason"] == "reached" for s in recorded)
+    # The first episode's start is published before the first /clock: held, then filed, not lost.
+    assert json.loads(recorded[0].data)["episode"] == 0 and json.loads(recorded[0].data)["reason"] is None
+    assert "not recorded" not in output

@@ -11,8 +11,10 @@ Messages are written in small MCAP chunks, each on disk (flushed and synced) at 
 ``flush_period`` after its first message, so a recorder killed at any moment (SIGKILL, a
 battery pulled) loses at most that much: the open file lacks only its index, and
 ``liquid-pilot`` reads it as it is (``bag reindex`` rewrites the metadata). Ctrl-C and SIGTERM
-close the bag completely. Under use_sim_time, messages that arrive before any /clock have no
-time to be filed under: they are counted, and a warning says so.
+close the bag completely. Under use_sim_time, messages that arrive before the first /clock (it is
+best effort, and it races the first messages) are held in memory and filed under the first
+simulated time the node hears; a warning says so if none comes, and what never got a time
+(no /clock at all, or more than ``HOLD_BYTES`` waiting) is counted as not recorded.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ DEPTH = 100  # deep queues: a recorder should lose nothing to a burst
 CHUNK_SIZE = 256 * 1024  # bytes: a chunk this full is written at once
 METADATA_PERIOD_S = 2.0  # metadata.yaml is rewritten at least this often while messages arrive
 NO_CLOCK_WARNING_S = 2.0  # under use_sim_time, warn when messages have waited this long for a /clock
+HOLD_BYTES = 256 * 1024 * 1024  # at most this much message data waits for the first /clock; later arrivals are lost
 
 
 class RecorderNode(Node):
@@ -70,7 +73,9 @@ class RecorderNode(Node):
         self._closed = False
         self._skipped: set[str] = set()
         self.counts: dict[str, int] = {}
-        self.unclocked = 0  # messages that arrived under use_sim_time before any /clock
+        self.unclocked = 0  # messages lost under use_sim_time for want of a /clock (beyond HOLD_BYTES, or none came)
+        self._held: list[tuple[str, bytes]] = []  # (topic, data) that arrived before the first /clock, in order
+        self._held_bytes = 0
         self._unclocked_since: float | None = None
         self._warned_at = 0.0
         self.warnings: list[str] = []  # what the node warned about, as logged
@@ -88,16 +93,25 @@ class RecorderNode(Node):
         names = [name for name, *_ in self._files] + ([self._writer.path.name] if self._writer else [])
         return [self.output / name for name in names]
 
+    @property
+    def waiting_for_clock(self) -> int:
+        """How many messages are held, under use_sim_time, until the first /clock gives them a time."""
+        return len(self._held)
+
     def close(self) -> None:
         """Close the open file (its index) and write the final metadata; later messages are dropped."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self.unclocked += len(self._held)  # no /clock ever came: there is no time to file them under
+            self._held, self._held_bytes = [], 0
             self._close_file()
             self._write_metadata()
-        self.get_logger().info(f"closed {self.output}: {sum(self.counts.values())} messages in "
-                               f"{len(self._files)} file(s)")
+        lost = (f"; {self.unclocked} messages not recorded: under use_sim_time they arrived with no /clock to file "
+                f"them under" if self.unclocked else "")
+        log = self.get_logger().warning if self.unclocked else self.get_logger().info
+        log(f"closed {self.output}: {sum(self.counts.values())} messages in {len(self._files)} file(s){lost}")
 
     def destroy_node(self) -> None:
         self.close()
@@ -136,34 +150,51 @@ class RecorderNode(Node):
         with self._lock:
             if self._closed:
                 return
-            if stamp == 0:  # use_sim_time and no /clock yet: there is no time to file it under
-                self.unclocked += 1
+            if stamp == 0:  # use_sim_time and no /clock yet: held until there is a time to file it under
+                if self._held_bytes + len(data) <= HOLD_BYTES:
+                    self._held.append((topic, data))
+                    self._held_bytes += len(data)
+                else:
+                    self.unclocked += 1
                 self._unclocked_since = self._unclocked_since or time.monotonic()
                 return
-            if self._writer is None or self._split_due(stamp):
-                self._open_file(stamp)
-            self._writer.write(self._channels[topic], stamp, data)
-            self._file_bytes += len(data)
-            self.counts[topic] += 1
+            self._file_held(stamp)
+            self._write(topic, stamp, data)
+
+    def _write(self, topic: str, stamp: int, data: bytes) -> None:
+        if self._writer is None or self._split_due(stamp):
+            self._open_file(stamp)
+        self._writer.write(self._channels[topic], stamp, data)
+        self._file_bytes += len(data)
+        self.counts[topic] += 1
+
+    def _file_held(self, stamp: int) -> None:
+        """File what arrived before the first /clock under ``stamp``, the first simulated time heard (locked)."""
+        held, self._held, self._held_bytes = self._held, [], 0
+        for topic, data in held:
+            self._write(topic, stamp, data)
 
     def _tick(self) -> None:
         """Put what waits in memory on disk once it is ``flush_period`` old; keep the metadata current; warn."""
+        now_ns = self.get_clock().now().nanoseconds
         with self._lock:
             if self._closed:
                 return
+            if now_ns and self._held:  # the first /clock came, and no message since to file them with
+                self._file_held(now_ns)
             if self._writer is not None and self._writer.tick() \
                     and time.monotonic() - self._metadata_written >= METADATA_PERIOD_S:
                 self._write_metadata()
-        if self.get_clock().now().nanoseconds:
+        if now_ns:
             self._unclocked_since = None  # the clock runs (now)
         since = self._unclocked_since
         now = time.monotonic()
         if since is not None and now - since >= NO_CLOCK_WARNING_S and now - self._warned_at >= 10.0:
             self._warned_at = now
             self.warnings.append(
-                f"use_sim_time is on and no /clock has arrived: {self.unclocked} messages not recorded (they have "
-                f"no time to be filed under); start the simulator or a /clock publisher, or set use_sim_time "
-                f"false")
+                f"use_sim_time is on and no /clock has arrived: {len(self._held)} messages wait for one (and "
+                f"{self.unclocked} could not: not recorded); start the simulator or a /clock publisher, or set "
+                f"use_sim_time false")
             self.get_logger().warning(self.warnings[-1])
 
     def _split_due(self, stamp: int) -> bool:
