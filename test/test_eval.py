@@ -66,6 +66,23 @@ def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_retrained_model_is_not_credited_with_the_old_ones_episodes(tmp_path: Path) -> None:
+    model, out = tmp_path / "pilot.pt", tmp_path / "eval"
+    save_pilot(Pilot(seed=1), model)
+    first, _ = evaluate([str(model)], ["blur"], 1, out)
+    assert first[0]["model_sha256"] and len(first[0]["model_sha256"]) == 16
+    assert len(evaluate([str(model)], ["blur"], 1, out)[0]) == 1  # the same file resumes
+    save_pilot(Pilot(seed=2), model)  # retrained under the same name
+    with pytest.raises(ValueError, match=r"eval/episodes.jsonl: its episodes of 'pilot' were flown by another file "
+                                         r"\(sha256 [0-9a-f]{16}\) than .*pilot.pt \(sha256 [0-9a-f]{16}\); fly into a "
+                                         r"new --out"):
+        evaluate([str(model)], ["blur"], 1, out)
+    (tmp_path / "other").mkdir()
+    save_pilot(Pilot(seed=1), tmp_path / "other" / "pilot.pt")
+    with pytest.raises(ValueError, match="two models are named 'pilot'"):
+        evaluate([str(model), str(tmp_path / "other" / "pilot.pt")], ["blur"], 1, tmp_path / "fresh")
+
+
 def test_out_of_distribution_mean_pools_every_condition_but_the_training_one() -> None:
     by_condition = {"forest_summer": {"episodes": 10, "successes": 10}, "blur": {"episodes": 10, "successes": 3},
                     "wind": {"episodes": 10, "successes": 9}}

@@ -2,12 +2,15 @@
 
 A condition is a scenario (``sim/scenarios``). Episodes run on local processes or Ray; each
 finished one is appended to ``OUT/episodes.jsonl`` at once, so an interrupted evaluation
-resumes where it stopped.
+resumes where it stopped. Each record names the checkpoint's SHA-256, so a model file that
+changed since (a retrained pilot under the same name) is refused rather than silently credited
+with the old one's episodes.
 The report gives the success rate with a 95% Wilson interval, time to target (successes),
 final distance and command jerk, as Markdown, JSON and a heat map.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -57,6 +60,34 @@ def model_name(model: str) -> str:
     return EXPERT if model == EXPERT else Path(model).stem
 
 
+def fingerprint(model: str) -> str | None:
+    """The first 16 hex digits of a checkpoint's SHA-256 (None for the expert): which file flew."""
+    if model == EXPERT:
+        return None
+    digest = hashlib.sha256()
+    with open(model, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def check_same_models(records: list[dict[str, Any]], models: list[str], log: Path) -> dict[str, str | None]:
+    """Each model's fingerprint, after checking that no two share a name and the log's episodes are theirs."""
+    prints: dict[str, str | None] = {}
+    for model in models:
+        name = model_name(model)
+        if name in prints:
+            raise ValueError(f"two models are named {name!r} (episodes are kept by file name); rename one of them")
+        prints[name] = fingerprint(model)
+    for r in records:
+        old, new = r.get("model_sha256"), prints.get(r["model"])
+        if old is not None and new is not None and old != new:  # older logs have no fingerprint: trusted
+            raise ValueError(f"{log}: its episodes of {r['model']!r} were flown by another file (sha256 {old}) than "
+                             f"{next(m for m in models if model_name(m) == r['model'])} (sha256 {new}); fly into "
+                             f"a new --out, or delete that model's lines from {log.name} to fly it again")
+    return prints
+
+
 def make_policy(model: str) -> Any:
     """Make the expert, or a trained pilot checkpoint, into a policy."""
     if model == EXPERT:
@@ -82,21 +113,23 @@ def episode_seed(base: int, index: int) -> int:
     return base + index
 
 
-_POLICIES: dict[str, Any] = {}  # per process: one policy per model and one simulator per condition
+_POLICIES: dict[str, tuple[Any, str | None]] = {}  # per process: (policy, fingerprint) per model; a simulator
+# per condition
 _SIMS: dict[str, Simulator] = {}
 
 
 def fly_job(job: Job) -> dict[str, Any]:
     """Fly one episode (in whichever process runs it) and return its record."""
     if job.model not in _POLICIES:
-        _POLICIES[job.model] = make_policy(job.model)
-    policy = _POLICIES[job.model]
+        _POLICIES[job.model] = make_policy(job.model), fingerprint(job.model)
+    policy, sha256 = _POLICIES[job.model]
     if job.condition not in _SIMS:
         _SIMS[job.condition] = Simulator(load_scenario(job.condition))
     sim = _SIMS[job.condition]
     if hasattr(policy, "check"):
         policy.check(sim)
-    return {"model": model_name(job.model), "condition": job.condition, **fly(sim, policy, job.seed).summary()}
+    return {"model": model_name(job.model), "model_sha256": sha256, "condition": job.condition,
+            **fly(sim, policy, job.seed).summary()}
 
 
 def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path, seed: int = 0,
@@ -112,6 +145,7 @@ def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    check_same_models(records, models, log)
     done = {f"{r['model']}|{r['condition']}|{r['seed']}" for r in records}
     jobs = [Job(m, c, episode_seed(seed, i)) for m in models for c in conditions for i in range(episodes)]
     with open(log, "a") as f:
@@ -129,6 +163,7 @@ def evaluate(models: list[str], conditions: list[str], episodes: int, out: Path,
             for sim in _SIMS.values():
                 sim.close()
             _SIMS.clear()
+            _POLICIES.clear()  # a later call may fly a rewritten file of the same path
     wanted = {j.key for j in jobs}
     return [r for r in records if f"{r['model']}|{r['condition']}|{r['seed']}" in wanted], spread
 
