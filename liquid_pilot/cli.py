@@ -352,7 +352,8 @@ def _eval(args: argparse.Namespace) -> None:
 
     records, spread = evaluate(args.models, conditions, args.episodes, out, args.seed, progress, args.workers,
                                args.ray)
-    summary = summarise(records)
+    by_model = summarise(records)  # columns in the order the models were named, not the order they flew in
+    summary = {name: by_model[name] for name in map(model_name, args.models) if name in by_model}
     note = (f"New episodes this run: {len(flown)}, {spread.describe()}." if flown
             else "No new episodes this run: every episode was read from episodes.jsonl.")
     write_report(summary, conditions, out, note=note, runs=runs)

@@ -152,8 +152,15 @@ def test_a_report_says_whether_its_episodes_were_flown_or_read_back(tmp_path: Pa
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert "New episodes this run: 1, sequential with 1 worker." in (tmp_path / "report.md").read_text()
+    save_pilot(Pilot(seed=1), tmp_path / "untrained.pt")
+    command[command.index("--models") + 1:command.index("--models") + 2] = [str(tmp_path / "untrained.pt"), "expert"]
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "New episodes this run: 1," in report
+    assert "| condition | untrained | expert |" in report  # the order named, though the expert flew first
+    third = subprocess.run(command, capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr
     assert "No new episodes this run" in (tmp_path / "report.md").read_text()
 
 
