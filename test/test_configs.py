@@ -61,7 +61,8 @@ def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say(
     default = config("train.yaml")
     expected = {"train_paper_ltc.yaml": {"pilot.head": "ltc_ncp", "pilot.units": 34, "pilot.use_imu": False},
                 "train_paper_cfc.yaml": {"pilot.units": 34, "pilot.use_imu": False},  # cfc_ncp: the default head
-                "train_cfc_ncp_image.yaml": {"pilot.use_imu": False}}
+                "train_cfc_ncp_image.yaml": {"pilot.use_imu": False},
+                "train_ff_image.yaml": {"pilot.head": "ff", "pilot.use_imu": False}}  # their conventional rival
     for name, settings in expected.items():
         assert {k: v for k, v in config(name).items() if default[k] != v} == settings, name
 
