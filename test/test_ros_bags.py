@@ -25,7 +25,7 @@ from test_ros_support import Ros, isolate, wait_for
 from liquid_pilot.data.reader import TopicConfig, read_flight
 from liquid_pilot.data.storage import open_bag
 from liquid_pilot.ros.convert import stamp_ns
-from liquid_pilot.ros.player_node import PlayerNode
+from liquid_pilot.ros.player_node import PlayerNode, clock_between
 from liquid_pilot.ros.recorder_node import RecorderNode
 
 LATCHED = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -116,6 +116,15 @@ def test_played_back_bytes_are_the_recorded_bytes_and_the_published_messages(ros
     ticks = [stamp_ns(c.clock) for c in clock]
     first = min(stamp for messages in recorded.values() for stamp, _ in messages)
     assert ticks == sorted(ticks) and ticks[0] >= first and len(ticks) > 10
+
+
+def test_the_players_clock_never_runs_past_the_next_message() -> None:
+    # 1.0 s into the bag at x0.5 after 2 wall seconds; the next message at 1.0 s is never overtaken, so the
+    # clock it publishes with its own stamp does not step back (seen under load: a tick 160 ns ahead of it).
+    assert clock_between(10**9, 1.0, 0.5, 2 * 10**9) == 10**9 + 5 * 10**8
+    assert clock_between(10**9, 2.0000001, 0.5, 2 * 10**9) == 2 * 10**9
+    ticks = [clock_between(0, wall, 1.0, 10**9) for wall in (0.5, 0.999999999, 1.0000002, 1.5)] + [10**9]
+    assert ticks == sorted(ticks)
 
 
 def test_sigterm_closes_the_bag_cleanly(ros: Ros, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def model_name(model: str) -> str:
 
 
 def fingerprint(model: str) -> str | None:
-    """The first 16 hex digits of a checkpoint's SHA-256 (None for the expert): which file flew."""
+    """Return the first 16 hex digits of a checkpoint's SHA-256 (None for the expert): which file flew."""
     if model == EXPERT:
         return None
     digest = hashlib.sha256()

@@ -107,10 +107,10 @@ class PlayerNode(Node):
             if start_wall is None:
                 start_wall, start_bag = time.monotonic(), stamp
             due = start_wall + (stamp - start_bag) / 1e9 / rate
-            while (wait := due - time.monotonic()) > 0 and not self._stop.is_set():
+            while (wait := due - (now := time.monotonic())) > 0 and not self._stop.is_set():
                 if self._clock_pub is not None:
-                    elapsed = (time.monotonic() - start_wall) * rate
-                    self._clock_pub.publish(Clock(clock=time_msg(start_bag + round(elapsed * 1e9))))
+                    tick = clock_between(start_bag, now - start_wall, rate, stamp)
+                    self._clock_pub.publish(Clock(clock=time_msg(tick)))
                 self._stop.wait(min(wait, CLOCK_PERIOD_S) if self._clock_pub is not None else wait)
             if self._stop.is_set():
                 break
@@ -125,6 +125,15 @@ class PlayerNode(Node):
         while (time.monotonic() < deadline and not self._stop.is_set()
                and any(pub.get_subscription_count() == 0 for pub in self._outputs.values())):
             self._stop.wait(0.02)
+
+
+def clock_between(start_bag: int, wall_s: float, rate: float, next_stamp: int) -> int:
+    """Return the recording's time ``wall_s`` wall seconds into playback, never past the next message's stamp.
+
+    /clock must not run backwards: the next message publishes its own stamp as the clock, and a tick computed
+    from a later reading of the wall clock (or rounded up) would otherwise run ahead of it.
+    """
+    return min(next_stamp, start_bag + round(wall_s * rate * 1e9))
 
 
 def main(args: list[str] | None = None) -> int:
