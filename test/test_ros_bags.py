@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rclpy.duration import Duration
+from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
@@ -208,13 +210,19 @@ def test_a_recorder_killed_at_any_moment_keeps_all_but_the_last_second(ros: Ros,
     assert len(flight.images) >= len([i for when, i in images if when < killed - 1.0]) - 1
 
 
-def test_use_sim_time_holds_what_comes_before_the_first_clock(ros: Ros, tmp_path: Path) -> None:
-    talker = ros.node("clockless_talker")
-    chatter = talker.create_publisher(String, "/noclock/chatter", 100)
+def sim_time_recorder(ros: Ros, tmp_path: Path, topic: str) -> tuple[Node, Publisher, RecorderNode]:
+    """A talker on ``topic`` and a recorder of it under use_sim_time, matched; no /clock yet."""
+    talker = ros.node(f"talker_{topic.strip('/').replace('/', '_')}")
+    chatter = talker.create_publisher(String, topic, 100)
     recorder = ros.add(RecorderNode(parameter_overrides=[
-        Parameter("topics", value=["/noclock/chatter"]), Parameter("output", value=str(tmp_path / "rec")),
+        Parameter("topics", value=[topic]), Parameter("output", value=str(tmp_path / "rec")),
         Parameter("use_sim_time", value=True)]))
     assert wait_for(chatter.get_subscription_count)
+    return talker, chatter, recorder
+
+
+def test_use_sim_time_holds_what_comes_before_the_first_clock(ros: Ros, tmp_path: Path) -> None:
+    talker, chatter, recorder = sim_time_recorder(ros, tmp_path, "/noclock/chatter")
     chatter.publish(String(data="early"))
     assert wait_for(lambda: recorder.warnings, timeout=10)
     assert recorder.warnings[0] == (
@@ -237,12 +245,7 @@ def test_use_sim_time_holds_what_comes_before_the_first_clock(ros: Ros, tmp_path
 
 
 def test_use_sim_time_with_no_clock_at_all_says_what_was_not_recorded(ros: Ros, tmp_path: Path) -> None:
-    talker = ros.node("never_clocked_talker")
-    chatter = talker.create_publisher(String, "/never/chatter", 100)
-    recorder = ros.add(RecorderNode(parameter_overrides=[
-        Parameter("topics", value=["/never/chatter"]), Parameter("output", value=str(tmp_path / "rec")),
-        Parameter("use_sim_time", value=True)]))
-    assert wait_for(chatter.get_subscription_count)
+    _, chatter, recorder = sim_time_recorder(ros, tmp_path, "/never/chatter")
     for _ in range(3):
         chatter.publish(String(data="no time"))
     assert wait_for(lambda: recorder.waiting_for_clock == 3)

@@ -71,21 +71,21 @@ def fingerprint(model: str) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def check_same_models(records: list[dict[str, Any]], models: list[str], log: Path) -> dict[str, str | None]:
-    """Each model's fingerprint, after checking that no two share a name and the log's episodes are theirs."""
-    prints: dict[str, str | None] = {}
+def check_same_models(records: list[dict[str, Any]], models: list[str], log: Path) -> None:
+    """Check that no two models share a name and that the log's episodes of each were flown by its file."""
+    files: dict[str, tuple[str, str | None]] = {}  # name -> (path, fingerprint)
     for model in models:
         name = model_name(model)
-        if name in prints:
+        if name in files:
             raise ValueError(f"two models are named {name!r} (episodes are kept by file name); rename one of them")
-        prints[name] = fingerprint(model)
+        files[name] = model, fingerprint(model)
     for r in records:
-        old, new = r.get("model_sha256"), prints.get(r["model"])
+        path, new = files.get(r["model"], (None, None))
+        old = r.get("model_sha256")
         if old is not None and new is not None and old != new:  # older logs have no fingerprint: trusted
             raise ValueError(f"{log}: its episodes of {r['model']!r} were flown by another file (sha256 {old}) than "
-                             f"{next(m for m in models if model_name(m) == r['model'])} (sha256 {new}); fly into "
-                             f"a new --out, or delete that model's lines from {log.name} to fly it again")
-    return prints
+                             f"{path} (sha256 {new}); fly into a new --out, or delete that model's lines from "
+                             f"{log.name} to fly it again")
 
 
 def make_policy(model: str) -> Any:
@@ -113,8 +113,8 @@ def episode_seed(base: int, index: int) -> int:
     return base + index
 
 
-_POLICIES: dict[str, tuple[Any, str | None]] = {}  # per process: (policy, fingerprint) per model; a simulator
-# per condition
+# Per process: (policy, fingerprint) per model and a simulator per condition.
+_POLICIES: dict[str, tuple[Any, str | None]] = {}
 _SIMS: dict[str, Simulator] = {}
 
 
