@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -104,8 +105,19 @@ def describe(kind: Any) -> str:
 def coerce(value: Any, kind: Any, name: str) -> Any:
     """Return ``value`` as type ``kind``, or raise SettingsError naming ``name``.
 
-    A whole number stands for a float, and numpy's numbers for Python's (configs built in code).
+    A whole number stands for a float, and numpy's numbers for Python's (configs built in code); an optional
+    setting (``X | None``) takes None too.
     """
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is None and len(options) < len(typing.get_args(kind)):
+            return None
+        for option in options:
+            try:
+                return coerce(value, option, name)
+            except SettingsError:
+                pass
+        raise SettingsError(f"{name} must be {' or '.join(describe(k) for k in options)} or null, got {value!r}")
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         if isinstance(value, (list, tuple)):
@@ -127,11 +139,39 @@ def coerce(value: Any, kind: Any, name: str) -> Any:
     raise SettingsError(f"{name} must be {describe(kind)}, got {value!r}")
 
 
+Allowed = Range | tuple[str, ...] | None
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", allowed: Allowed = None,
+            factory: Any = dataclasses.MISSING) -> Any:
+    """Declare a config dataclass field with its documentation and what it allows, once.
+
+    ``allowed`` is a Range or the allowed strings. ``check_fields`` checks it, and the nodes' ROS
+    parameters are made from it (``liquid_pilot.ros.params.params_from``): ``ros2 param describe``
+    shows the same text and range the config checks. ``factory`` makes a mutable default (a list).
+    """
+    metadata = {"help": help, "allowed": allowed}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_help(cls: type, name: str) -> str:
+    """Return a config field's documentation (``setting(help=...)``)."""
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def field_allowed(cls: type, name: str) -> Allowed:
+    """Return what a config field allows (``setting(allowed=...)``): a Range, the allowed strings or None."""
+    return next(f.metadata.get("allowed") for f in dataclasses.fields(cls) if f.name == name)
+
+
 def check_fields(config: Any, prefix: str = "", limits: dict[str, Range | tuple[str, ...]] | None = None) -> None:
     """Check a dataclass instance in place: each field's type (numbers made floats where declared) and its limits.
 
-    ``limits`` maps field names to a Range or to the allowed strings. Called from ``__post_init__``,
-    so a config is checked however it was built. Errors name the field as ``prefix + name``.
+    The limits are each field's ``setting(allowed=...)`` (``limits`` may add or replace some: field name
+    -> a Range or the allowed strings). Called from ``__post_init__``, so a config is checked however it
+    was built. Errors name the field as ``prefix + name``.
     """
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
@@ -139,7 +179,7 @@ def check_fields(config: Any, prefix: str = "", limits: dict[str, Range | tuple[
         given = getattr(config, f.name)
         value = coerce(given, hints[f.name], name)
         object.__setattr__(config, f.name, value)  # frozen dataclasses too
-        allowed = (limits or {}).get(f.name)
+        allowed = (limits or {}).get(f.name, f.metadata.get("allowed"))
         if isinstance(allowed, Range) and value not in allowed:
             raise SettingsError(f"{name} must be {allowed}, got {given!r}")
         if isinstance(allowed, tuple) and value not in allowed:

@@ -23,6 +23,8 @@ J = TypeVar("J")
 
 @dataclass
 class Progress:
+    """How far a spread of jobs has come: done, failed and the rate, for progress lines."""
+
     total: int
     done: int = 0
     failed: int = 0

@@ -8,21 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import cli
 
-from liquid_pilot.data.collect import collect
+from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.reader import read_flight
-from liquid_pilot.flight.runtime import load_runtime
+from liquid_pilot.models import load_runtime
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import predict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,7 @@ def test_the_artefact_carries_what_flight_needs(exported: tuple[Path, Path]) -> 
 
 def test_loading_the_artefact_needs_neither_torch_nor_the_simulator(exported: tuple[Path, Path]) -> None:
     _, artefact = exported
-    code = (f"import sys; from liquid_pilot.flight.runtime import load_runtime; load_runtime({str(artefact)!r}); "
+    code = (f"import sys; from liquid_pilot.models import load_runtime; load_runtime({str(artefact)!r}); "
             "print(sorted(m for m in ('torch', 'pybullet', 'liquid_pilot.sim', 'onnx') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

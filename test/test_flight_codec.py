@@ -452,3 +452,106 @@ def test_warm_up_builds_every_flight_decoder() -> None:
     FLIGHT_TYPES.cache.clear()  # rosbags compiles a type's decoder on first use and keeps it here
     warm_up()
     assert {IMAGE_TYPE, COMPRESSED_TYPE, IMU_TYPE} <= set(FLIGHT_TYPES.cache)
+
+
+# Decoding bounded in time: reduced JPEG decoding and the decode budget.
+def scene(size: int) -> np.ndarray:
+    """A smooth BGR picture with edges (a camera's, not noise): compresses as camera frames do."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack([128 + 100 * np.sin(6 * x), 128 + 100 * np.cos(5 * y), 255 * (x > y)], -1)
+    return image.astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt, size, target, factor", [
+    ("jpeg", (4000, 4000), (64, 64), 8), ("jpeg", (640, 480), (64, 64), 2), ("jpeg", (256, 256), (64, 64), 2),
+    ("jpeg", (200, 200), (64, 64), 1), ("jpeg", (1920, 1080), (64, 64), 8), ("png", (4000, 4000), (64, 64), 1),
+    ("jpeg", (4000, 4000), None, 1)])
+def test_reduction_keeps_twice_the_models_input_after_the_crop(fmt, size, target, factor) -> None:
+    assert codec.reduction(fmt, *size, target) == factor
+
+
+def test_a_reduced_jpeg_gives_the_model_what_a_full_decode_gives() -> None:
+    from liquid_pilot.flight.image import fit
+    data = encode(".jpg", scene(2000), cv2.IMWRITE_JPEG_QUALITY, 90)
+    decoder = codec.Decoder((64, 64))
+    reduced = decoder(compressed(data), COMPRESSED_TYPE)
+    assert decoder.last_factor == 8 and decoder.last_size == (2000, 2000) and reduced.shape == (250, 250, 3)
+    full = compressed_to_rgb(compressed(data))
+    difference = np.abs(fit(reduced, (64, 64)).astype(int) - fit(full, (64, 64)).astype(int))
+    assert difference.mean() < 1.0 and difference.max() <= 8, (difference.mean(), difference.max())
+
+
+def test_a_4000_pixel_jpeg_decodes_within_the_budget_and_a_png_is_refused_with_one_reason() -> None:
+    """The fuzzer's 4000x4000 frames: the JPEG is decoded at 1/8 within the default budget (CPU time, so the
+    shared machine's load does not count); the PNG, which no decoder can reduce, is refused before decoding
+    once two decodes went over it."""
+    big = scene(4000)
+    decoder = codec.Decoder((64, 64))
+    jpeg = compressed(encode(".jpg", big, cv2.IMWRITE_JPEG_QUALITY, 90))
+    for _ in range(3):
+        assert decoder(jpeg, COMPRESSED_TYPE).shape == (500, 500, 3)
+    assert max(decoder.costs.values()) < codec.DEFAULT_DECODE_BUDGET, decoder.costs
+    png = compressed(encode(".png", big))
+    reasons = []
+    for _ in range(4):
+        start = time.thread_time()
+        with pytest.raises(BadInput) as bad:
+            decoder(png, COMPRESSED_TYPE)
+        reasons.append((bad.value.kind, str(bad.value), time.thread_time() - start))
+    assert {kind for kind, _, _ in reasons} == {"decode_slow"}
+    assert reasons[-1][1].startswith("4000x4000 png frames take ") and "over decode_budget (50 ms): refused before " \
+        "decoding" in reasons[-1][1] and "publish JPEG" in reasons[-1][1]
+    assert reasons[-1][2] < 0.005  # refused from its header: nothing decoded
+
+
+class FakeTimer:
+    """A CPU clock that runs ``cost`` seconds per decode (two reads per decode)."""
+
+    def __init__(self, cost: float) -> None:
+        self.cost, self.now, self.reads = cost, 0, 0
+
+    def __call__(self) -> int:
+        self.reads += 1
+        if self.reads % 2 == 0:
+            self.now += round(self.cost * 1e9)
+        return self.now
+
+
+def test_the_budget_refuses_after_two_slow_decodes_and_forgives_a_single_one() -> None:
+    timer = FakeTimer(0.08)
+    decoder = codec.Decoder((8, 8), budget=0.05, timer=timer)
+    frame = compressed(encode(".png", picture()))
+    with pytest.raises(BadInput, match="take 80 ms of CPU to decode, over decode_budget \\(50 ms\\): refused, so"):
+        decoder(frame, COMPRESSED_TYPE)  # a slow decode is not flown
+    timer.cost = 0.01  # the next is fast: a single slow decode is forgiven
+    assert decoder(frame, COMPRESSED_TYPE).shape == (30, 40, 3)
+    timer.cost = 0.08
+    for _ in range(2):
+        with pytest.raises(BadInput, match="refused, so"):
+            decoder(frame, COMPRESSED_TYPE)
+    reads = timer.reads
+    with pytest.raises(BadInput, match="refused before decoding"):
+        decoder(frame, COMPRESSED_TYPE)
+    assert timer.reads == reads  # not decoded at all
+    decoder.budget = 0.1  # a larger budget (the parameter changed): decoded again
+    assert decoder(frame, COMPRESSED_TYPE).shape == (30, 40, 3)
+
+
+def test_raw_frames_pass_the_decoder_unchanged() -> None:
+    rgb = picture()[:, :, ::-1].copy()
+    msg = SimpleNamespace(encoding="rgb8", width=40, height=30, step=120, data=rgb.tobytes())
+    decoder = codec.Decoder((8, 8))
+    assert np.array_equal(decoder(msg, IMAGE_TYPE), rgb) and decoder.last_size == (40, 30)
+
+
+def test_a_calibrated_decoder_refuses_a_large_png_unread_and_decodes_a_small_one() -> None:
+    decoder = codec.Decoder((64, 64))
+    speed = decoder.calibrate()
+    assert 0.1 < speed < 500, speed  # ns per pixel: a real measurement
+    big = compressed(forge_png(encode(".png", scene(64)), 4000, 4000))  # a header is all it reads
+    start = time.thread_time()
+    with pytest.raises(BadInput, match="4000x4000 png frames would take about .* ms of CPU to decode here, over "
+                                       "decode_budget \\(50 ms\\), and PNG cannot be decoded at a reduced size"):
+        decoder(big, COMPRESSED_TYPE)
+    assert time.thread_time() - start < 0.005
+    assert decoder(compressed(encode(".png", scene(64))), COMPRESSED_TYPE).shape == (64, 64, 3)

@@ -9,7 +9,8 @@ import pytest
 
 from liquid_pilot.flight.codec import BadInput, imu_to_array
 from liquid_pilot.flight.core import FlightCore
-from liquid_pilot.flight.gate import ACCEL_RANGE, GYRO_RANGE, ZERO, Gate, GateConfig, ManualClock
+from liquid_pilot.flight.gate import ACCEL_RANGE, GYRO_RANGE, Gate, GateConfig
+from liquid_pilot.flight.types import ZERO, ManualClock
 
 S = 1_000_000_000  # ns per second
 T0 = 100 * S  # the clock's start: far from 0, since a stamp of 0 means "unstamped"
@@ -32,6 +33,10 @@ class Logs:
 
 
 def make(uses_imu: bool = False, enabled: bool = True, **config) -> tuple[Gate, ManualClock, Logs]:
+    """A gate on a manual clock; without ``fault_window`` given, recovery counts good frames alone (window 0);
+    a pilot without IMU gets no IMU watchdog unless asked (these tests send no IMU)."""
+    config.setdefault("fault_window", 0.0)
+    config.setdefault("imu_watchdog", uses_imu)
     clock, logs = ManualClock(T0), Logs()
     gate = Gate(GateConfig(**config), uses_imu=uses_imu, clock=clock, log=logs)
     if enabled:
@@ -274,6 +279,33 @@ def test_pilot_without_imu_ignores_the_imu() -> None:
     assert logs.of("warn") == []
 
 
+def test_a_camera_only_pilot_still_hovers_on_a_silent_or_implausible_imu() -> None:
+    # The default: the IMU watchdog holds for a pilot that does not read the IMU; the network never sees it.
+    assert GateConfig().imu_watchdog
+    gate, clock, logs = make(uses_imu=False, imu_watchdog=True, imu_timeout=0.05, recover_frames=1)
+    assert fly(gate) == (None, None)  # just enabled, no IMU sample yet: the frame waits quietly
+    gate.imu(GOOD_IMU)
+    admission, command = fly(gate)
+    assert admission.imu is None and command == flown()  # flying; the IMU is not a network input
+    clock.advance(0.06)  # the IMU falls silent, frames keep coming
+    assert gate.tick()[0] == ZERO and "imu_stale" in gate.faults
+    with pytest.raises(BadInput) as bad:
+        gate.admit(clock())
+    assert bad.value.kind == "imu_stale"
+    gate.imu(GOOD_IMU)
+    clock.advance(0.01)
+    assert fly(gate)[1] == flown()  # back, after recover_frames good frames
+    gate.imu(np.array([100.0, 0, 0, 0, 0, 9.81]))  # a gyro beyond its range: the drone is tumbling
+    assert "imu_range" in gate.faults and gate.tick()[0] == ZERO
+    clock.advance(0.01)
+    with pytest.raises(BadInput) as bad:
+        gate.admit(clock())
+    assert bad.value.kind == "imu_range"
+    assert len(logs.of("warn", "[imu_stale]")) == 1 and len(logs.of("warn", "[imu_range]")) == 1
+    with pytest.raises(ValueError, match="imu_watchdog must be true or false, got 'yes'"):
+        GateConfig(imu_watchdog="yes")
+
+
 # IMU plausibility.
 @pytest.mark.parametrize("sample", [[100.0, 0, 0, 0, 0, 9.81], [0, 0, 0, 0, 0, 1e6], [0, -100.0, 0, 0, 0, 9.81],
                                     [0, 0, 0, -1e6, 0, 0]])
@@ -426,6 +458,122 @@ def test_a_fault_during_recovery_restarts_the_count() -> None:
         assert fly(gate)[1] == ZERO
     clock.advance(0.02)
     assert fly(gate)[1] == flown()
+
+
+# The fault window: sparse bad frames hover instead of chattering (the fuzzer's 3:1 and 9:1 patterns).
+def pattern(gate: Gate, clock: ManualClock, good: int, seconds: float = 3.0, hz: float = 30.0) -> list[bool]:
+    """Frames at ``hz`` for ``seconds``, ``good`` good ones to one bad; whether the stream flies after each frame."""
+    flying = []
+    for i in range(round(seconds * hz)):
+        clock.advance(1 / hz)
+        if i % (good + 1) == good:
+            gate.reject(BadInput("encoding", "image encoding 'yuv422' is not supported"))
+        else:
+            fly(gate)
+        flying.append(gate.tick()[0] != ZERO)
+    return flying
+
+
+def switches(flying: list[bool]) -> int:
+    return sum(a != b for a, b in zip(flying, flying[1:]))
+
+
+@pytest.mark.parametrize("good", [3, 4, 9])
+@pytest.mark.parametrize("hz", [30.0, 16.0])
+def test_sparse_bad_frames_hover_without_chatter_and_log_one_line(good: int, hz: float) -> None:
+    gate, clock, logs = make(fault_window=GateConfig().fault_window)  # the default window
+    fly(gate)
+    flying = pattern(gate, clock, good, hz=hz)
+    first = flying.index(False)
+    assert first == good  # flying up to the first bad frame
+    assert switches(flying[first:]) == 0  # then zero, never full speed again while bad frames keep coming
+    assert len(logs.records) == 1 and "[encoding]" in logs.records[0][1]  # one line in 3 s
+    # The camera heals: flying again once the window has passed without a fault, logged once with the count.
+    bad = gate.faults.active["encoding"].count
+    for _ in range(round(hz * GateConfig().fault_window) + 1):
+        clock.advance(1 / hz)
+        fly(gate)
+    assert gate.tick()[0] == flown()
+    assert logs.of("info") == [f"recovered from encoding ({bad} times over "
+                               f"{logs.of('info')[0].split(' over ')[1]}"]
+    assert f"good frames in a row and {GateConfig().fault_window:g} s without a fault: flying" in logs.of("info")[0]
+
+
+def test_window_zero_recovers_after_recover_frames_and_chatters() -> None:
+    """Without the window (the former rule) the 3:1 pattern switches every four frames: what the window stops."""
+    gate, clock, _ = make(fault_window=0.0, recover_frames=3)
+    fly(gate)
+    assert switches(pattern(gate, clock, 3)) > 40
+
+
+def test_an_isolated_fault_hovers_for_the_window_then_flies() -> None:
+    gate, clock, logs = make(fault_window=0.5, recover_frames=3)
+    fly(gate)
+    clock.advance(0.02)
+    gate.reject(BadInput("decode", "garbage"))
+    fault = clock()
+    while clock() - fault < round(0.5 * S) - 20 * MS:  # good frames every 20 ms, the window not yet passed
+        clock.advance(0.02)
+        assert fly(gate)[1] == ZERO
+        assert gate.status()["state"] == "hovering"
+    clock.now = fault + round(0.5 * S)  # exactly the window: flying
+    assert fly(gate)[1] == flown()
+    assert gate.status()["state"] == "flying"
+
+
+def test_the_window_needs_recover_frames_too() -> None:
+    """After a long silence the window has passed at once; recover_frames good frames are still needed."""
+    gate, clock, logs = make(fault_window=0.1, recover_frames=3)
+    fly(gate)
+    clock.advance(1.0)
+    gate.tick()  # camera_stale
+    for _ in range(2):
+        clock.advance(0.2)
+        assert fly(gate)[1] == ZERO
+    clock.advance(0.2)
+    assert fly(gate)[1] == flown()
+
+
+def test_disabling_during_a_fault_says_it_did_not_recover() -> None:
+    gate, clock, logs = make()
+    clock.advance(0.5)
+    gate.tick()  # no camera frame ever arrived: camera_stale
+    gate.set_enabled(False)
+    assert logs.of("info", "recovered") == []
+    assert logs.of("info") == ["camera_stale (once) ended without recovering: the pilot was disabled; no camera "
+                               "frame has arrived since start-up"]
+    gate.set_enabled(True)
+    fly(gate)
+    clock.advance(0.5)
+    gate.tick()
+    gate.set_enabled(False)
+    assert logs.of("info")[-1] == "camera_stale (once) ended without recovering: the pilot was disabled"
+
+
+# Frames waiting for the network.
+def test_frames_arriving_but_never_reaching_the_network_is_behind_not_a_silent_camera() -> None:
+    gate, clock, logs = make(camera_timeout=0.2)
+    fly(gate)
+    for _ in range(20):  # frames keep arriving, the network is busy with none of them
+        clock.advance(0.02)
+        gate.frame_arrived()
+        gate.tick()
+    assert list(gate.faults) == ["behind"]
+    assert logs.of("warn", "[camera_stale]") == []
+    assert "decoding or the network step is too slow" in logs.of("warn", "[behind]")[0]
+    assert gate.tick()[0] == ZERO
+
+
+def test_a_waiting_frame_after_a_silence_is_not_behind() -> None:
+    gate, clock, logs = make(camera_timeout=0.2)
+    fly(gate)
+    clock.advance(1.0)
+    gate.tick()  # camera_stale
+    gate.frame_arrived()  # the camera is back; the network takes the frame a moment later
+    clock.advance(0.01)
+    gate.tick()
+    assert "behind" not in gate.faults
+    assert gate.status()["frames_received"] == 2
 
 
 # Stamps.
@@ -597,7 +745,7 @@ def test_update_checks_before_applying() -> None:
     with pytest.raises(ValueError, match="recover_frames"):
         config.update(camera_timeout=0.5, max_speed_xy=2.0, recover_frames=0)
     assert (config.camera_timeout, config.max_speed_xy, config.recover_frames) == before
-    with pytest.raises(ValueError, match="max_speed_xy = 'x'"):
+    with pytest.raises(ValueError, match="max_speed_xy must be a number, got 'x'"):
         config.update(max_speed_xy="x")
     assert config.max_speed_xy == before[1]
     config.update(camera_timeout=0.5, max_speed_xy=2.0)
@@ -643,6 +791,8 @@ class FakeRuntime:
 
 
 def make_core(uses_imu: bool = False, **config) -> tuple[FlightCore, FakeRuntime, ManualClock, Logs]:
+    config.setdefault("fault_window", 0.0)
+    config.setdefault("imu_watchdog", uses_imu)
     clock, logs, runtime = ManualClock(T0), Logs(), FakeRuntime(uses_imu)
     core = FlightCore(runtime, GateConfig(**config), clock, logs)
     core.start()

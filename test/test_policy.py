@@ -68,7 +68,7 @@ def test_wrong_inputs_get_clear_errors() -> None:
         pilot.step({"image": torch.zeros(1, 48, 64, 3, dtype=torch.uint8), "imu": torch.zeros(1, 6)}, None, 0.06)
     with pytest.raises(ValueError, match="needs an IMU vector of 6 values"):
         pilot.step({"image": torch.zeros(1, 64, 64, 3, dtype=torch.uint8)}, None, 0.06)
-    with pytest.raises(ValueError, match="unknown head 'transformer'"):
+    with pytest.raises(ValueError, match="head must be one of cfc_ncp, .*, got 'transformer'"):
         PilotConfig(head="transformer")
     with pytest.raises(ValueError, match="command_scale needs 4 positive values"):
         PilotConfig(command_scale=[1.0, 1.0])

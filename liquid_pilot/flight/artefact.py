@@ -1,7 +1,8 @@
 """The flight artefact: one ``.onnx`` file that carries everything a drone needs to fly a pilot.
 
-``liquid-pilot export MODEL --onnx pilot.onnx`` writes it on the workstation (PyTorch and ``onnx``
-needed there); ``pilot_node`` flies it with onnxruntime alone (no PyTorch, no simulator). Besides
+``liquid-pilot export MODEL --onnx pilot.onnx`` writes it on the workstation (``nn.artefact``: PyTorch and
+``onnx`` needed there); ``pilot_node`` flies it with onnxruntime alone (no PyTorch, no simulator); this module
+reads and checks it. Besides
 the single-step graph (input normalisation and command scaling are inside it), the file's
 metadata holds the architecture, the image preprocessing, the training camera's field of view,
 the checkpoint's topics, conventions and provenance, and a self-test: the outputs recorded at
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,44 +41,6 @@ def selftest_inputs(image_size: tuple[int, int], state_size: int, uses_imu: bool
     if uses_imu:
         feeds["imu"] = np.array([[0.1, -0.2, 0.3, 0.5, -0.4, 9.81]], np.float32)
     return feeds
-
-
-def write_artefact(checkpoint: str | os.PathLike, path: str | os.PathLike) -> dict[str, Any]:
-    """Export a checkpoint as a self-contained flight artefact; return the metadata written."""
-    import onnx
-
-    from liquid_pilot.flight.runtime import onnx_session
-    from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
-    from liquid_pilot.nn.export import export_onnx
-
-    payload = read_checkpoint(checkpoint)
-    pilot = load_pilot(checkpoint)
-    cfg = pilot.config
-    with tempfile.TemporaryDirectory() as tmp:
-        graph = Path(tmp) / "pilot.onnx"
-        export_onnx(pilot, graph, batch=1)
-        session = onnx_session(graph)
-        feeds = selftest_inputs((cfg.image_height, cfg.image_width), pilot.state_size, cfg.use_imu)
-        names = {i.name for i in session.get_inputs()}
-        command, state = session.run(None, {k: v for k, v in feeds.items() if k in names})
-        model = onnx.load(str(graph))
-    extra = {k: v for k, v in payload.items() if k not in ("state_dict", "wiring", "sha256", "format", "version")}
-    meta = {
-        "format": FORMAT, "version": str(VERSION), "preprocessing": PREPROCESSING,
-        "camera_fov_deg": json.dumps(cfg.camera_fov_deg),
-        "checkpoint": json.dumps(extra, default=str),  # config, provenance, topics and conventions as saved
-        "checkpoint_sha256": payload["sha256"],
-        "selftest": json.dumps({"command": command.tolist(), "state": state.tolist()}),
-    }
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = PREFIX + key, value
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f".{path.name}.tmp")
-    onnx.save(model, str(tmp_path))
-    os.replace(tmp_path, path)  # atomic: an interrupted export never leaves half a file
-    return meta
 
 
 def read_metadata(session: Any) -> dict[str, str]:

@@ -4,10 +4,17 @@ One decoder for bags (rosbags messages) and live topics (raw subscriptions): bot
 fields. Every way an input can be unusable raises ``BadInput`` with a ``kind`` (so each kind of
 fault is logged once per burst) and a reason. Compressed images are refused on their header's
 pixel count, before any decoding, so a small file that inflates to gigabytes cannot stall flight.
+
+Decoding is bounded in time (``Decoder``): a JPEG much larger than the model's input is decoded at
+a half, a quarter or an eighth of its size (libjpeg scales while decoding, several times faster),
+and frames of a format and size whose decoding costs more than the decode budget are refused
+before decoding, with one line saying so, so the pilot keeps pace with its camera.
 """
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -15,10 +22,15 @@ import numpy as np
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from liquid_pilot.flight.image import crop_box
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMU_TYPE = "sensor_msgs/msg/Imu"
 DEFAULT_MAX_PIXELS = 16_777_216  # 4096 x 4096: above any flight camera, far below a decompression bomb
+DEFAULT_DECODE_BUDGET = 0.05  # s of CPU per frame's decoding: within a 16 Hz camera's period with room for the step
+SLOW_DECODES = 2  # decodes over the budget in a row before frames of that format and size are refused unread
+REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # Encoding -> (channels, conversion to RGB or None when already RGB).
@@ -169,18 +181,116 @@ def compressed_size(data: bytes | np.ndarray) -> tuple[str, int, int]:
     raise BadInput("decode", f"compressed image of {len(data)} bytes is neither PNG nor JPEG; jpeg and png are read")
 
 
-def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG, PNG) to (H, W, 3) uint8 RGB, or raise BadInput."""
+def reduction(fmt: str, width: int, height: int, target: tuple[int, int] | None) -> int:
+    """Choose how much to shrink a JPEG while decoding it, 1, 2, 4 or 8, for a model input (height, width).
+
+    The largest whose decoded frame, centre-cropped to the model's aspect ratio, still has twice the
+    model's rows and columns, so the area resize that follows (``flight.image.fit``) still averages
+    and the model sees what a full decode would give it. Other formats, or no target: 1.
+    """
+    if fmt != "jpeg" or target is None:
+        return 1
+    _, _, h, w = crop_box(height, width, target)
+    for factor in (8, 4, 2):
+        if h // factor >= 2 * target[0] and w // factor >= 2 * target[1]:
+            return factor
+    return 1
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, factor: int = 1) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG, PNG) to (H, W, 3) uint8 RGB, or raise BadInput.
+
+    ``factor`` (2, 4, 8): decode a JPEG at that fraction of its size (``reduction``).
+    """
     if len(msg.data) == 0:
         raise BadInput("empty", "empty compressed image")
     fmt, width, height = compressed_size(msg.data)
     if width == 0 or height == 0:
         raise BadInput("empty", f"{fmt} header says {width}x{height}")
     _check_pixels(width, height, max_pixels, f"{fmt} image")
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), REDUCED.get(factor, cv2.IMREAD_COLOR))
     if bgr is None:
         raise BadInput("decode", f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class Decoder:
+    """Image messages to RGB for a model's input, in bounded time; one per camera stream.
+
+    ``target``: the model's input (height, width), for reduced JPEG decoding (None: full size).
+    ``budget``: s of CPU time one frame's decoding may take (``timer``: the decoding thread's CPU
+    clock, so a busy machine does not count against a frame). A format and size decoded over the
+    budget ``SLOW_DECODES`` times in a row is refused before decoding from then on, and so is every
+    frame that was decoded over it: the pilot never flies a frame that kept it from the next.
+    """
+
+    def __init__(self, target: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 budget: float = DEFAULT_DECODE_BUDGET, timer: Callable[[], int] = time.thread_time_ns):
+        self.target = target
+        self.max_pixels = max_pixels
+        self.budget = budget
+        self.timer = timer
+        self.costs: dict[tuple[str, int, int, int], float] = {}  # (format, width, height, factor) -> last cost, s
+        self._slow: dict[tuple[str, int, int, int], int] = {}  # decodes over the budget in a row
+        self.last_factor = 1  # the reduction of the last decoded frame
+        self.last_size = (0, 0)  # its width and height before any reduction
+        self.png_ns_per_pixel: float | None = None  # this machine's PNG decoding speed (``calibrate``)
+
+    def __call__(self, msg: Any, msgtype: str) -> np.ndarray:
+        """RGB of an Image or CompressedImage message (by its type name), or raise BadInput."""
+        if not (msgtype == COMPRESSED_TYPE or msgtype.endswith("CompressedImage")):
+            rgb = raw_to_rgb(msg, self.max_pixels)
+            self.last_factor, self.last_size = 1, (rgb.shape[1], rgb.shape[0])
+            return rgb
+        if len(msg.data) == 0:
+            raise BadInput("empty", "empty compressed image")
+        fmt, width, height = compressed_size(msg.data)
+        factor = reduction(fmt, width, height, self.target)
+        key = (fmt, width, height, factor)
+        if self._slow.get(key, 0) >= SLOW_DECODES and self.costs[key] > self.budget:
+            raise self._too_slow(key, "refused before decoding")
+        if fmt == "png" and self.png_ns_per_pixel is not None and key not in self.costs:
+            estimate = width * height * self.png_ns_per_pixel / 1e9
+            if estimate > 2 * self.budget:
+                raise BadInput("decode_slow", f"{width}x{height} png frames would take about {estimate * 1e3:.0f} ms "
+                                              f"of CPU to decode here, over decode_budget ({self.budget * 1e3:.0f} "
+                                              "ms), and PNG cannot be decoded at a reduced size: refused before "
+                                              "decoding, so the pilot keeps pace with the camera; publish JPEG "
+                                              "(decoded here at reduced size) or smaller frames")
+        start = self.timer()
+        rgb = compressed_to_rgb(msg, self.max_pixels, factor)
+        cost = (self.timer() - start) / 1e9
+        self.costs[key] = cost
+        self.last_factor, self.last_size = factor, (width, height)
+        if cost > self.budget:
+            self._slow[key] = self._slow.get(key, 0) + 1
+            raise self._too_slow(key, "refused")
+        self._slow.pop(key, None)
+        return rgb
+
+    def calibrate(self, size: int = 256) -> float:
+        """Measure this machine's PNG decoding speed (ns of CPU per pixel) on a camera-like picture; a few ms."""
+        y, x = np.mgrid[0:size, 0:size] / size
+        picture = np.stack([128 + 100 * np.sin(6 * x), 128 + 100 * np.cos(5 * y), 255 * (x > y)], -1)
+        data = np.frombuffer(cv2.imencode(".png", picture.astype(np.uint8))[1].tobytes(), np.uint8)
+        best = None
+        for _ in range(3):
+            start = self.timer()
+            cv2.imdecode(data, cv2.IMREAD_COLOR)
+            cost = self.timer() - start
+            best = cost if best is None else min(best, cost)
+        self.png_ns_per_pixel = best / (size * size)
+        return self.png_ns_per_pixel
+
+    def _too_slow(self, key: tuple[str, int, int, int], what: str) -> BadInput:
+        fmt, width, height, factor = key
+        scale = f" at 1/{factor} size" if factor > 1 else ""
+        hint = ("publish JPEG (decoded here at reduced size) or smaller frames" if fmt == "png" else
+                "publish smaller frames")
+        cost, budget = self.costs[key] * 1e3, self.budget * 1e3
+        return BadInput("decode_slow", f"{width}x{height} {fmt} frames take {cost:.0f} ms of CPU to decode{scale}, "
+                                       f"over decode_budget ({budget:.0f} ms): {what}, so the pilot keeps pace with "
+                                       f"the camera; {hint}")
 
 
 def image_to_rgb(msg: Any, msgtype: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -33,3 +33,17 @@ def command_to_flu(commands: np.ndarray, frame: str) -> np.ndarray:
 def imu_to_flu(imu: np.ndarray, frame: str) -> np.ndarray:
     """(N, 6) [gyro xyz, accel xyz] in ``frame`` -> FLU (its own inverse too)."""
     return np.asarray(imu, np.float32) * _IMU_SIGNS[check_frame(frame, "IMU frame")]
+
+
+# Topics and rates.
+TRAINING_CAMERA_HZ = 16.0  # the simulator's camera (sim.camera_hz), on which the shipped pilots were trained
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """Return the CameraInfo topic of an image topic: its sibling ``camera_info``, as image_transport pairs them.
+
+    ``/cam/color/image_raw`` -> ``/cam/color/camera_info``; a compressed stream's ``/compressed`` suffix
+    is its transport, not its name.
+    """
+    base = image_topic.removesuffix("/compressed")
+    return base.rpartition("/")[0] + "/camera_info" if "/" in base else "camera_info"

@@ -26,6 +26,17 @@ def pinhole(width: int, height: int, vfov: float) -> tuple[float, float, float]:
     return (height / 2) / math.tan(vfov / 2), (width - 1) / 2, (height - 1) / 2
 
 
+def camera_matrices(width: int, height: int, vfov: float) -> dict[str, list[float]]:
+    """Return the CameraInfo fields of an ideal pinhole camera (no distortion): ``d``, ``k``, ``r`` and ``p``.
+
+    The one description of the camera whatever writes the message (rclpy's or rosbags' CameraInfo).
+    """
+    f, cx, cy = pinhole(width, height, vfov)
+    return {"d": [0.0] * 5, "k": [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+            "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            "p": [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]}
+
+
 def crop_box(height: int, width: int, target: tuple[int, int]) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the largest centred crop with the target's aspect ratio."""
     th, tw = target

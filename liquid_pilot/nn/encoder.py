@@ -16,6 +16,8 @@ CONV_LAYERS = ((12, 5, 2), (16, 3, 2), (24, 3, 2), (32, 3, 1))
 
 
 class ConvEncoder(nn.Module):
+    """The CNN: four convolutions, a spatial softmax (where each map looks) and a dense layer to the features."""
+
     def __init__(self, height: int, width: int, features: int):
         super().__init__()
         if min(height, width) < 8 or features < 1:

@@ -16,6 +16,8 @@ from liquid_pilot.nn.wiring import auto_ncp
 
 
 class Head(Protocol):
+    """A recurrent (or feed-forward) head from features to commands, with its state as one flat tensor."""
+
     state_size: int
 
     def step(self, x: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]: ...

@@ -9,13 +9,14 @@ then a resize to (image_height, image_width); nothing is squashed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from liquid_pilot.nn.encoder import ConvEncoder
 from liquid_pilot.nn.heads import HEADS, make_head
+from liquid_pilot.settings import POSITIVE, Range, check_fields, setting
 
 COMMAND_AXES = ("vx", "vy", "vz", "yaw_rate")
 IMU_FIELDS = ("gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")
@@ -25,46 +26,44 @@ IMU_FIELDS = ("gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")
 class PilotConfig:
     """The architecture, and what the network was trained to see; saved in every checkpoint."""
 
-    head: str = "cfc_ncp"  # one of HEADS
-    units: int = 19  # neurons (NCP heads) or hidden units (baselines)
-    features: int = 32  # CNN features fed to the head
-    image_height: int = 64
-    image_width: int = 64
-    use_imu: bool = True
+    head: str = setting("cfc_ncp", "the head after the CNN: cfc_ncp, ltc_ncp (liquid NCPs), cfc (dense CfC), lstm, "
+                                   "gru or ff (feed-forward)", HEADS)
+    units: int = setting(19, "neurons (NCP heads) or hidden units (baselines)", Range(1, 4096))
+    features: int = setting(32, "CNN features fed to the head", Range(1, 4096))
+    image_height: int = setting(64, "the network's input height, pixels (frames are fitted to it)", Range(8, 4096))
+    image_width: int = setting(64, "the network's input width, pixels", Range(8, 4096))
+    use_imu: bool = setting(True, "the head reads the IMU beside the camera's features")
     # 0.1, denser than AutoNCP's 0.5: at 0.5 the 19-neuron circuit underfit our demonstrations
     # (validation loss 2.3x higher after 7 epochs) and did not fly; see models/README.md.
-    sparsity: float = 0.1
-    wiring_seed: int = 22222
-    strict_wiring: bool = True  # False: ncps 1.0.1's CfC (time gates unmasked, layers all-to-all)
-    ltc_unfolds: int = 6
-    # Seconds are multiplied by this before reaching the cells: 16 makes a 16 Hz control
-    # period one unit of cell time, the regime the cells' initialisations are tuned for.
-    time_scale: float = 16.0
-    # Commands are the head's outputs times this: twice the flight limits, so the CfC's bounded
-    # motor neurons (in [-1, 1]) reach full speed at 0.5, away from tanh saturation.
-    command_scale: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0, 2.0])
-    # [horizontal, vertical] field of view, degrees, of the training camera as the model sees it:
-    # after the preprocessing (centre crop to the model's aspect, flight.image.fit). Set by the
-    # trainer from the bags' CameraInfo; flight warns when its camera differs. None: unknown.
-    camera_fov_deg: list[float] | None = None
+    sparsity: float = setting(0.1, "share of the NCP's possible synapses left out", Range(0, 1, open_high=True))
+    wiring_seed: int = setting(22222, "seed of the NCP's wiring draw (AutoNCP's default)", Range(0, 2**32 - 1))
+    strict_wiring: bool = setting(True, "false: ncps 1.0.1's CfC (time gates unmasked, layers all-to-all)")
+    ltc_unfolds: int = setting(6, "LTC: fused semi-implicit solver steps per step", Range(1, 100))
+    time_scale: float = setting(16.0, "elapsed seconds are multiplied by this before reaching the cells: 16 makes a "
+                                      "16 Hz control period one unit of cell time, the regime the cells' "
+                                      "initialisations are tuned for", POSITIVE)
+    command_scale: list[float] = setting(help="the head's outputs times this are the commands [vx, vy, vz, yaw "
+                                              "rate]: twice the flight limits, so bounded motor neurons reach full "
+                                              "speed at 0.5, away from saturation",
+                                         factory=lambda: [2.0, 2.0, 1.0, 2.0])
+    camera_fov_deg: list[float] | None = setting(None, "[horizontal, vertical] field of view, degrees, of the "
+                                                       "training camera as the model sees it (after the centre crop); "
+                                                       "set by the trainer from the bags' CameraInfo; None: unknown")
 
     def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        check_fields(self)
         if len(self.command_scale) != len(COMMAND_AXES) or min(self.command_scale) <= 0:
-            raise ValueError(f"command_scale needs {len(COMMAND_AXES)} positive values {COMMAND_AXES}")
-        if self.time_scale <= 0 or self.units < 1:
-            raise ValueError("time_scale and units must be positive")
-        if self.camera_fov_deg is not None:
-            fov = list(self.camera_fov_deg) if isinstance(self.camera_fov_deg, (list, tuple)) else []
-            if len(fov) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 180
-                                        for v in fov):
-                raise ValueError(f"camera_fov_deg needs two angles in (0, 180) degrees [horizontal, vertical], "
-                                 f"got {self.camera_fov_deg!r}")
-            self.camera_fov_deg = [float(v) for v in fov]
+            raise ValueError(f"command_scale needs {len(COMMAND_AXES)} positive values {COMMAND_AXES}, got "
+                             f"{self.command_scale}")
+        fov = self.camera_fov_deg
+        if fov is not None and (len(fov) != 2 or not all(0 < v < 180 for v in fov)):
+            raise ValueError(f"camera_fov_deg needs two angles in (0, 180) degrees [horizontal, vertical], "
+                             f"got {fov!r}")
 
 
 class Pilot(nn.Module):
+    """The whole pilot: the CNN encoder, the recurrent head and the command scaling, stepped or run on sequences."""
+
     def __init__(self, config: PilotConfig | None = None, seed: int = 0):
         super().__init__()
         self.config = config = config or PilotConfig()

@@ -25,8 +25,9 @@ from test_ros_support import Ros, isolate, wait_for  # noqa: E402
 
 from liquid_pilot.flight.codec import stamp_ns  # noqa: E402
 from liquid_pilot.flight.core import FlightCore  # noqa: E402
-from liquid_pilot.flight.gate import GateConfig, ManualClock  # noqa: E402
-from liquid_pilot.flight.runtime import load_runtime  # noqa: E402
+from liquid_pilot.flight.gate import GateConfig  # noqa: E402
+from liquid_pilot.flight.types import ManualClock  # noqa: E402
+from liquid_pilot.models import load_runtime  # noqa: E402
 from liquid_pilot.ros.convert import time_msg  # noqa: E402
 from liquid_pilot.ros.pilot_node import PilotNode  # noqa: E402
 
@@ -41,7 +42,7 @@ def artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if given:
         return Path(given)
     try:
-        from liquid_pilot.flight.artefact import write_artefact
+        from liquid_pilot.nn.artefact import write_artefact
     except ImportError:
         pytest.fail("set LIQUID_PILOT_ARTEFACT to an exported .onnx: this environment cannot export one")
     path = tmp_path_factory.mktemp("onboard") / "pilot.onnx"
