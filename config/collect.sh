@@ -1,7 +1,35 @@
 #!/usr/bin/env bash
-# The training data of the shipped pilots: 75 summer-forest and 25 summer-forest-with-distractors
-# expert flights (DART perturbation 0.2, 2.5 s hold in front of the chair), seeds 0-74 and 1000-1024.
+# The training data of the shipped pilots, in folders of OUT (train on them all: --data OUT/*/):
+#   expert/   100 expert flights in the summer forest: 75 plain (seeds 0-74) and 25 with three red look-alikes
+#             (seeds 1000-1024); DART-style perturbation 0.2, a 2.5 s hold in front of the chair
+#   search/   50 expert flights that start with the chair out of view, 40-180 degrees to the left (seeds
+#             2000-2024) or right (3000-3024) of the nose (sim/training): the expert turns left until it first
+#             sees the chair (--search left, a rule the camera can follow), then flies to it as usual
+#   daggerN/  closed-loop data aggregation (DAgger), ROUNDS rounds: the pilot trained on every folder before
+#             (config/train.yaml, seed 0, saved as OUT/daggerN.pt) flies 100 flights in the same training scenes
+#             (40 plain, 20 look-alikes, 20 + 20 search; seeds from N*10000) with the same perturbation, and the
+#             expert labels what it saw; the flights it fails are kept: they are the states it needs labels for
+# usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone)
+# Interrupted, the same command continues: finished bags are kept and a round's training resumes.
 set -euo pipefail
 out=${1:-bags}
-liquid-pilot collect --scenario forest_summer --episodes 75 --seed 0 --out "$out" --set task.hold_s=2.5
-liquid-pilot collect --scenario distractors --episodes 25 --seed 1000 --out "$out" --set task.hold_s=2.5
+rounds=${2:-2}
+hold=(--set task.hold_s=2.5)
+liquid-pilot collect --scenario forest_summer --episodes 75 --seed 0 --out "$out/expert" "${hold[@]}"
+liquid-pilot collect --scenario distractors --episodes 25 --seed 1000 --out "$out/expert" "${hold[@]}"
+liquid-pilot collect --scenario search_left --search left --episodes 25 --seed 2000 --out "$out/search" "${hold[@]}"
+liquid-pilot collect --scenario search_right --search left --episodes 25 --seed 3000 --out "$out/search" "${hold[@]}"
+data=("$out/expert" "$out/search")
+for round in $(seq 1 "$rounds"); do
+  pilot="$out/dagger$round.pt"
+  resume=()
+  [ -f "$out/dagger$round.state.pt" ] && resume=(--resume)
+  liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$pilot" --seed 0 "${resume[@]}"
+  seed=$((round * 10000))
+  into=(--driver "$pilot" --search left --out "$out/dagger$round" "${hold[@]}")
+  liquid-pilot collect --scenario forest_summer --episodes 40 --seed $seed "${into[@]}"
+  liquid-pilot collect --scenario distractors --episodes 20 --seed $((seed + 1000)) "${into[@]}"
+  liquid-pilot collect --scenario search_left --episodes 20 --seed $((seed + 2000)) "${into[@]}"
+  liquid-pilot collect --scenario search_right --episodes 20 --seed $((seed + 3000)) "${into[@]}"
+  data+=("$out/dagger$round")
+done

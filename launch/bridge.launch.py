@@ -25,10 +25,14 @@ config/STACK.yaml), then the user's params_file, so that file needs only what it
 disabled; the bridge enables it through pilot_node/enable once it controls the vehicle, and disables it on
 every way out (stale commands, geofence, hold, land, takeover). Services: bridge_node/hold, resume, land,
 estop; status: bridge_node/status (JSON, latched). Ctrl-C: hover, then land.
+
+When bridge_node exits (a crash, or after landing), the whole launch shuts down: the pilot sends its
+final zero and stops, and the recorder closes its bag; nothing runs on without the vehicle's link.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, RegisterEventHandler, Shutdown
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -41,6 +45,43 @@ def generate_launch_description() -> LaunchDescription:
     namespace = LaunchConfiguration("namespace")
     params_file = LaunchConfiguration("params_file")
     log_level = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
+    pilot = Node(
+        package="liquid_pilot",
+        executable="pilot_node",
+        name="pilot_node",
+        namespace=namespace,
+        parameters=[pilot_defaults, params_file],
+        remappings=[
+            ("camera/image_raw", LaunchConfiguration("image_topic")),
+            ("imu/data", LaunchConfiguration("imu_topic")),
+        ],
+        arguments=log_level,
+        output="screen",
+        emulate_tty=True,
+    )
+    bridge = Node(
+        package="liquid_pilot",
+        executable="bridge_node",
+        name="bridge_node",
+        namespace=namespace,
+        parameters=[stack_defaults, params_file],
+        arguments=log_level,
+        output="screen",
+        emulate_tty=True,
+        sigterm_timeout="35",  # Ctrl-C lands first (shutdown_timeout 30 s)
+    )
+    recorder = Node(
+        package="liquid_pilot",
+        executable="recorder_node",
+        name="recorder_node",
+        namespace=namespace,
+        parameters=[stack_defaults, params_file],
+        condition=IfCondition(LaunchConfiguration("record")),
+        arguments=log_level,
+        output="screen",
+        emulate_tty=True,
+        sigterm_timeout="10",  # time to close the open bag
+    )
     return LaunchDescription([
         DeclareLaunchArgument("stack", choices=["px4", "mavros", "ardupilot", "crazyflie"],
                               description="the flight stack: config/STACK.yaml holds the bridge's backend "
@@ -55,46 +96,15 @@ def generate_launch_description() -> LaunchDescription:
                                           "for crazyflie)"),
         DeclareLaunchArgument("image_topic", default_value="camera/image_raw",
                               description="the pilot's camera images (sensor_msgs/Image; /compressed is appended "
-                                          "for image_transport: compressed)"),
+                                          "for image_transport: compressed); its camera_info is the sibling topic"),
         DeclareLaunchArgument("imu_topic", default_value="imu/data", description="the pilot's IMU (sensor_msgs/Imu)"),
         DeclareLaunchArgument("record", default_value="false",
                               description="true: also record camera, IMU, commands and the bridge's status to MCAP"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
-        Node(
-            package="liquid_pilot",
-            executable="pilot_node",
-            name="pilot_node",
-            namespace=namespace,
-            parameters=[pilot_defaults, params_file],
-            remappings=[
-                ("camera/image_raw", LaunchConfiguration("image_topic")),
-                ("imu/data", LaunchConfiguration("imu_topic")),
-            ],
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-        ),
-        Node(
-            package="liquid_pilot",
-            executable="bridge_node",
-            name="bridge_node",
-            namespace=namespace,
-            parameters=[stack_defaults, params_file],
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-            sigterm_timeout="35",  # Ctrl-C lands first (shutdown_timeout 30 s)
-        ),
-        Node(
-            package="liquid_pilot",
-            executable="recorder_node",
-            name="recorder_node",
-            namespace=namespace,
-            parameters=[stack_defaults, params_file],
-            condition=IfCondition(LaunchConfiguration("record")),
-            arguments=log_level,
-            output="screen",
-            emulate_tty=True,
-            sigterm_timeout="10",  # time to close the open bag
-        ),
+        pilot,
+        bridge,
+        recorder,
+        # The pilot and the recorder never run on without the bridge: its exit shuts the launch down.
+        RegisterEventHandler(OnProcessExit(target_action=bridge, on_exit=[
+            Shutdown(reason="bridge_node exited: stopping the pilot (final zero) and the recorder")])),
     ])

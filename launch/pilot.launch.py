@@ -24,7 +24,9 @@ def generate_launch_description() -> LaunchDescription:
                                           "config/pilot.yaml: set only what you change (e.g. model)"),
         DeclareLaunchArgument("image_topic", default_value="camera/image_raw",
                               description="camera images (sensor_msgs/Image; /compressed is appended for "
-                                          "image_transport: compressed)"),
+                                          "image_transport: compressed); the pilot takes camera_info from the "
+                                          "sibling topic (/camera/color/image_raw -> /camera/color/camera_info), "
+                                          "as image_transport pairs them, so it moves with the image"),
         DeclareLaunchArgument("imu_topic", default_value="imu/data", description="IMU samples (sensor_msgs/Imu)"),
         DeclareLaunchArgument("cmd_vel_topic", default_value="cmd_vel", description="velocity commands out"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),

@@ -17,7 +17,7 @@ from cflib.crtp.crtpdriver import CRTPDriver
 
 from liquid_pilot.bridge.crazyflie import CrazyflieBackend
 from liquid_pilot.bridge.supervisor import Supervisor, SupervisorConfig
-from liquid_pilot.flight.gate import ManualClock
+from liquid_pilot.flight.types import ManualClock
 
 URI = "radio://0/80/2M/E7E7E7E7E7"
 DT = 0.05
@@ -175,3 +175,73 @@ def test_no_telemetry_no_flight(rig_factory) -> None:
 def test_a_bad_uri_is_one_clear_error(uri: str) -> None:
     with pytest.raises(ValueError, match="expected one of radio://"):
         CrazyflieBackend(uri, cf=object())
+
+
+class CountingCrazyflie(Crazyflie):
+    """cflib's Crazyflie on the fake link, counting the link openings asked of it."""
+
+    def __init__(self, link: FakeLink):
+        super().__init__(link=link)
+        self.opened = 0
+
+    def open_link(self, uri: str) -> None:
+        self.opened += 1
+
+
+def test_a_failed_connection_is_one_line_and_is_retried_with_backoff() -> None:
+    cf = CountingCrazyflie(FakeLink())
+    cf.link = None  # not connected yet: the backend opens the link
+    clock, logs = ManualClock(10**9), []
+    backend = CrazyflieBackend(URI, cf=cf, clock=clock, log=lambda level, m: logs.append((level, m)),
+                               connect_timeout=20.0)
+    sup = Supervisor(backend, SupervisorConfig(), clock)
+    assert cf.opened == 1
+    failures = []
+    for second in range(1, 25):
+        if cf.opened > len(failures):  # each attempt fails, as cflib reports it: a traceback in the message
+            failures.append(clock.now)
+            cf.connection_failed.call(URI, "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                                           "Exception: Cannot find a Crazyradio Dongle")
+        clock.advance(1.0)
+        sup.tick()
+    warnings = [m for level, m in logs if level == "warn"]
+    assert warnings == [f"crazyflie {URI}: connection failed: Exception: Cannot find a Crazyradio Dongle; trying "
+                        "again after 1 s (then every up to 10 s, for 20 s)"]
+    gaps = [round((b - a) / 1e9) for a, b in zip(failures, failures[1:])]
+    assert gaps == [1, 2, 4, 8, 10][:len(gaps)] and len(gaps) >= 4  # backing off, then every 10 s
+    assert sup.state == "failed" and "unreachable for 20 s" in sup.reason
+    n = cf.opened
+    for _ in range(30):
+        clock.advance(1.0)
+        sup.tick()
+    assert cf.opened == n  # given up
+
+
+def test_a_lost_link_comes_back_and_says_so(rig_factory) -> None:
+    rig = rig_factory()
+    rig.cf.connection_lost.call(URI, "Too many packets lost")
+    assert any("connection lost: Too many packets lost" in m for _, m in rig.logs)
+    rig.cf.connected.call(URI)
+    assert any("connected after 1 failed attempt" in m for _, m in rig.logs)
+
+
+def test_the_crazyflies_imu_and_state_estimate_come_out_in_ros_units(rig_factory) -> None:
+    from liquid_pilot.bridge.telemetry import BatterySample, ImuSample, OdometrySample
+    rig = rig_factory()
+    samples: list = []
+    rig.backend.on_sample = samples.append
+    half = math.sqrt(0.5)
+    rig.backend.on_log(0, {"stateEstimate.qx": 0.0, "stateEstimate.qy": 0.0, "stateEstimate.qz": half,
+                           "stateEstimate.qw": half})  # heading 90 degrees: the nose points +y (north)
+    rig.backend.on_log(0, {"gyro.x": 0.0, "gyro.y": 0.0, "gyro.z": 90.0, "acc.x": 0.0, "acc.y": 0.0, "acc.z": 1.0})
+    rig.backend.on_log(0, {"stateEstimate.vx": 0.0, "stateEstimate.vy": 1.0, "stateEstimate.vz": 0.0})
+    rig.backend.on_log(0, {"stateEstimate.x": 1.0, "stateEstimate.y": 2.0, "stateEstimate.z": 0.5,
+                           "stateEstimate.yaw": 90.0})
+    rig.backend.on_log(0, {"pm.vbat": 3.9})
+    imu = next(s for s in samples if isinstance(s, ImuSample))
+    odom = next(s for s in samples if isinstance(s, OdometrySample))
+    battery = next(s for s in samples if isinstance(s, BatterySample))
+    assert imu.angular_velocity == pytest.approx((0.0, 0.0, math.pi / 2))  # deg/s -> rad/s, counter-clockwise
+    assert imu.linear_acceleration == pytest.approx((0.0, 0.0, 9.80665))  # g -> m/s^2, gravity on +z
+    assert odom.position == (1.0, 2.0, 0.5) and odom.linear_velocity == pytest.approx((1.0, 0.0, 0.0), abs=1e-9)
+    assert battery.voltage == 3.9

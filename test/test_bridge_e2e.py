@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from liquid_pilot.flight.runtime import default_model
+from liquid_pilot.models import default_model
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import fly
-from liquid_pilot.sim.mavlink_vehicle import MavlinkPilot
-from liquid_pilot.sim.pilots import PilotPolicy
+from liquid_pilot.harness.mavlink_vehicle import MavlinkPilot
+from liquid_pilot.harness.pilots import PilotPolicy
 from liquid_pilot.sim.world import Simulator
 
 
@@ -38,8 +38,9 @@ def test_the_pilot_reaches_the_chair_through_mavlink_as_it_does_directly(sim: Si
             vehicle = bridged.vehicle
             assert vehicle.ignored == {"frame": 0, "mask": 0, "target": 0} and vehicle.failsafes == 0
             assert vehicle.mode == ("OFFBOARD" if flavour == "px4" else "GUIDED")
-            # The hand-over (stream, mode switch) costs about 2 s of hovering before the pilot flies.
+            # The hand-over (the climb settling for settle_s, 1 s of stream, the mode switch seen in the next 1 Hz
+            # heartbeat) costs about 3 s of hovering before the pilot flies.
             if direct.success:
-                assert 0.0 < through.time_to_target - direct.time_to_target < 3.0
+                assert 0.0 < through.time_to_target - direct.time_to_target < 4.0
     finally:
         bridged.close()

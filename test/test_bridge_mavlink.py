@@ -1,6 +1,6 @@
 """The MAVLink backend against an autopilot on loopback UDP (127.0.0.1 only), as PX4 and ArduPilot document it.
 
-The autopilot is ``sim.mavlink_vehicle.MavlinkVehicle`` around a point vehicle (``Kinematic``): heartbeats,
+The autopilot is ``harness.mavlink_vehicle.MavlinkVehicle`` around a point vehicle (``Kinematic``): heartbeats,
 acknowledgements, modes, refusals. The checks read the raw fields of every setpoint it received (frame,
 type mask, target, signs, timing), independently of the bridge's conversions, and where the point vehicle
 went. Simulated time (a fake clock) and lockstep delivery (packet counts) make the flows deterministic; the
@@ -21,8 +21,8 @@ import pytest
 from liquid_pilot.bridge import mavlink as ml
 from liquid_pilot.bridge.runner import Runner
 from liquid_pilot.bridge.supervisor import Supervisor, SupervisorConfig
-from liquid_pilot.flight.gate import ManualClock
-from liquid_pilot.sim.mavlink_vehicle import Kinematic, MavlinkVehicle, sync
+from liquid_pilot.flight.types import ManualClock
+from liquid_pilot.harness.mavlink_vehicle import Kinematic, MavlinkVehicle, sync
 
 DT = 0.05
 # The type mask bits (MAVLink POSITION_TARGET_TYPEMASK): 1-4 position, 8-32 velocity, 64-256 acceleration,
@@ -34,7 +34,8 @@ class Link:
     """Bridge (supervisor + MAVLink backend) and autopilot on one loopback link, stepped together."""
 
     def __init__(self, flavour: str = "px4", policy: dict | None = None, armed: bool = True, height: float = 1.0,
-                 yaw: float = 0.7, vehicle_system: int = 1, target_system: int = 1, **config):
+                 yaw: float = 0.7, vehicle_system: int = 1, target_system: int = 1,
+                 origin: tuple = (0.0, 0.0, 0.0), drift: tuple = (0.0, 0.0, 0.0), **config):
         self.clock = ManualClock(10**9)
         self.logs: list[tuple[str, str]] = []
         self.pilot: list[bool] = []
@@ -42,9 +43,16 @@ class Link:
         self.port = self.backend.conn.port.getsockname()[1]
         self.body = Kinematic((0.0, 0.0, height), yaw)
         self.vehicle = MavlinkVehicle(self.body, f"udpout:127.0.0.1:{self.port}", flavour, system=vehicle_system,
-                                      armed=armed, policy=policy, log=self.log)
+                                      armed=armed, policy=policy, log=self.log, origin=origin, drift=drift)
+        self.config = config
         self.sup = Supervisor(self.backend, SupervisorConfig(**config), self.clock, self.log, self.pilot.append)
         self.extra = 0  # packets other senders put on the bridge's port
+
+    def new_flight(self, **config) -> None:
+        """A new supervisor on the same link and vehicle (the bridge restarted, or the next flight)."""
+        self.pilot.clear()
+        self.sup = Supervisor(self.backend, SupervisorConfig(**{**self.config, **config}), self.clock, self.log,
+                              self.pilot.append)
 
     def log(self, level: str, message: str) -> None:
         self.logs.append((level, message))
@@ -106,18 +114,22 @@ def test_every_setpoint_has_the_body_frame_mask_target_and_signs(link_factory, f
     command = (0.5, 0.2, 0.1, 0.3)  # forward, left, up, counter-clockwise
     link.step(command, n=10)
     assert link.vehicle.setpoints and link.vehicle.ignored == {"frame": 0, "mask": 0, "target": 0}
-    for sp in link.vehicle.setpoints:
+    hover = [sp for sp in link.vehicle.setpoints if sp.holds]
+    flown = link.vehicle.setpoints[len(hover):]
+    assert len(flown) == 10 and all(sp.target == (1, 1) for sp in link.vehicle.setpoints)
+    for sp in flown:
         assert sp.frame == frame  # MAV_FRAME_BODY_NED (PX4) / MAV_FRAME_BODY_OFFSET_NED (ArduPilot)
-        assert sp.target == (1, 1)
         assert sp.type_mask & POSITION_BITS == POSITION_BITS and sp.type_mask & ACCELERATION_BITS == ACCELERATION_BITS
         assert sp.type_mask & YAW_BIT and not sp.type_mask & (VELOCITY_BITS | YAW_RATE_BIT)
     last = link.vehicle.setpoints[-1]
     # Body FRD: y right and z down, yaw rate clockwise seen from above: the pilot's left, up and CCW negated.
     assert last.velocity == pytest.approx((0.5, -0.2, -0.1), abs=1e-6)
     assert last.yaw_rate == pytest.approx(-0.3, abs=1e-6)
-    # Before the pilot flies, the stream is hover.
-    first = link.vehicle.setpoints[0]
-    assert first.velocity == (0.0, 0.0, 0.0) and first.yaw_rate == 0.0
+    # Before the pilot flies, the stream is hover: a position hold where the bridge took over, in local NED
+    # (1 m up: z -1), with the heading of that moment (ENU 0.7 rad is NED pi/2 - 0.7) and only position and yaw used.
+    assert hover and all(sp.frame == 1 and sp.type_mask == 0x09F8 for sp in hover)
+    assert all(sp.position == pytest.approx((0.0, 0.0, -1.0)) for sp in hover)
+    assert all(sp.yaw == pytest.approx(math.pi / 2 - 0.7, abs=1e-6) for sp in hover)
     # One setpoint per tick, time_boot_ms following the clock.
     boot = [sp.time_boot_ms for sp in link.vehicle.setpoints[-10:]]
     assert all(b - a == round(DT * 1000) for a, b in zip(boot, boot[1:]))
@@ -205,7 +217,7 @@ def test_stale_pilot_hovers_within_one_period_then_lands_and_stops_sending(link_
     last_command_at = link.clock.now
     link.until("stale")
     assert (link.clock.now - last_command_at) / 1e9 <= 0.3 + DT + 1e-9
-    assert link.vehicle.setpoints[-1].velocity == (0.0, 0.0, 0.0)
+    assert link.vehicle.setpoints[-1].holds
     link.until("landing")
     land = mode_commands(link.vehicle)[-1]
     assert land[2][:3] == (1.0, 4.0, 6.0) and land[3] == 0  # AUTO.LAND, accepted
@@ -225,8 +237,9 @@ def test_geofence_breach_hovers_within_one_period(link_factory, flavour: str) ->
         if link.sup.state != "flying":
             break
     assert link.sup.state == "hold" and "geofence" in link.sup.reason and link.pilot == [True, False]
-    # The breach was seen on the telemetry of this period; this period's setpoint is already hover.
-    assert link.vehicle.setpoints[-1].velocity == (0.0, 0.0, 0.0)
+    # The breach was seen on the telemetry of this period; this period's setpoint is already hover: a position
+    # hold where the breach was seen.
+    assert link.vehicle.setpoints[-1].holds
     assert 2.0 < math.hypot(*link.body.position[:2]) <= 2.0 + 1.0 * DT + 1e-6
 
 
@@ -372,3 +385,205 @@ def test_keep_alive_rate_within_10_percent_with_both_cores_busy() -> None:
     assert abs(measured - rate) <= 0.1 * rate, measured
     times = [sp.time for sp in vehicle.setpoints[n0:n1]]
     assert max(np.diff(times)) / 1e9 < 5 / rate  # no long silence (the vehicle's own loop adds 20 ms)
+
+
+# What the real autopilots showed in SITL (issue 23), against the project's vehicle made to behave as they did.
+@pytest.mark.parametrize("flavour", ["px4", "ardupilot"])
+def test_the_bridge_takes_over_only_once_the_operators_takeoff_has_finished(link_factory, flavour: str) -> None:
+    link = link_factory(flavour, armed=False, height=0.0)
+    link.until("wait_airborne")
+    link.vehicle.operator_takeoff(2.5)  # ArduPilot: GUIDED take-off; PX4: AUTO.TAKEOFF
+    link.until("prime", limit=20.0)
+    # ArduPilot's own take-off would have been cut short by the first hover setpoint (it was, at 1.36 m).
+    assert link.body.position[2] >= 2.5 - 1e-6
+    assert any("take-off still under way" in m for _, m in link.logs)
+    link.fly()
+    link.step(n=round(2.0 / DT))
+    assert link.body.position[2] == pytest.approx(2.5, abs=0.05)  # the hover holds the operator's height
+
+
+def test_heights_are_above_the_ground_and_the_fence_is_around_each_take_over(link_factory) -> None:
+    # PX4's estimator origin sat 1.3 m above the ground; ArduPilot's stays where the first flight began.
+    link = link_factory("px4", armed=False, height=0.0, yaw=0.0, origin=(0.0, 0.0, 1.3), fence_radius=10.0)
+    link.until("wait_airborne")
+    assert link.sup.status()["height"] == pytest.approx(0.0, abs=1e-3)  # on the ground (it reads z = -1.3)
+    link.vehicle.operator_takeoff(1.0)
+    link.fly()
+    assert link.body.position[2] == pytest.approx(1.0, abs=0.05)  # min_height 0.3 m meant 0.3 m, not 1.6 m
+    link.step((1.0, 0.0, 0.0, 0.0), n=round(7.0 / DT))  # 7 m out, then down
+    assert link.sup.land()[0]
+    link.until("landed", limit=20.0)
+    # The second flight, 7 m from where the first began: the fence is around where the bridge takes over.
+    link.new_flight()
+    link.step(n=3)
+    link.vehicle.operator_takeoff(1.0)
+    link.fly()
+    status = link.sup.status()
+    assert link.body.position[0] == pytest.approx(7.0, abs=0.1)
+    assert status["distance"] < 0.05 and status["fence_margin"] > 9.95
+    assert status["height"] == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("flavour", ["px4", "ardupilot"])
+def test_hover_at_the_fence_holds_its_position_where_a_zero_velocity_drifts(link_factory, flavour: str) -> None:
+    drift = (0.28, 0.0, 0.0)  # the PX4 SITL drifted at 0.27-0.29 m/s on a zero velocity
+    link = link_factory(flavour, yaw=0.0, fence_radius=3.0, drift=drift)
+    link.fly()
+    start = link.body.position.copy()
+    link.step((0.0, 0.0, 0.0, 0.0), n=round(2.0 / DT))  # the pilot's own zero: flown, so it drifts
+    assert link.body.position[0] - start[0] == pytest.approx(0.56, abs=0.05)
+    for _ in range(round(10.0 / DT)):
+        link.step((0.0, 1.0, 0.0, 0.0))
+        if link.sup.state != "flying":
+            break
+    assert link.sup.state == "hold" and "geofence" in link.sup.reason
+    breach = link.body.position.copy()
+    link.step(n=round(5.0 / DT))
+    assert np.linalg.norm(link.body.position - breach) < 0.5  # it was 12.5 m out after 5 s in PX4 SITL
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_tcp_autopilot_that_starts_later_is_waited_for() -> None:
+    clock, logs = ManualClock(10**9), []
+    port = _free_tcp_port()
+    backend = ml.MavlinkBackend(f"tcp:127.0.0.1:{port}", "ardupilot", log=lambda level, m: logs.append(m))
+    sup = Supervisor(backend, SupervisorConfig(), clock)
+    for _ in range(3):  # nothing listens: the bridge keeps trying, quietly
+        clock.advance(1.0)
+        sup.tick()
+    assert sup.state == "wait_link" and sum("nothing listens" in m for m in logs) == 1
+    vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"tcpin:127.0.0.1:{port}", "ardupilot", armed=True)
+    try:
+        for _ in range(40):
+            now = clock.advance(DT)
+            vehicle.receive(now)  # accepts the connection once it comes
+            vehicle.publish(now)
+            sup.tick()
+            if sup.state == "wait_airborne":
+                break
+        assert sup.state == "wait_airborne" and any("connected to tcp:" in m for m in logs)
+    finally:
+        backend.close()
+        vehicle.conn.close()
+
+
+def test_a_tcp_address_gives_up_after_connect_timeout() -> None:
+    clock = ManualClock(10**9)
+    backend = ml.MavlinkBackend(f"tcp:127.0.0.1:{_free_tcp_port()}", "ardupilot", connect_timeout=2.0)
+    sup = Supervisor(backend, SupervisorConfig(), clock)
+    for _ in range(4):
+        clock.advance(1.0)
+        sup.tick()
+    assert sup.state == "failed" and "nothing listened on tcp:127.0.0.1" in sup.reason
+    assert "connect_timeout" in sup.reason
+
+
+@pytest.mark.parametrize("flavour", ["px4", "ardupilot"])
+def test_the_autopilots_imu_attitude_and_odometry_come_out_in_ros_frames(link_factory, flavour: str) -> None:
+    from liquid_pilot.bridge.telemetry import BatterySample, ImuSample, OdometrySample
+    link = link_factory(flavour, yaw=0.5, origin=(2.0, -1.0, 0.0))
+    samples: list = []
+    link.backend.on_sample = samples.append
+    link.fly()
+    link.step((1.0, 0.0, 0.5, 0.0), n=10)
+    imu = [s for s in samples if isinstance(s, ImuSample)][-1]
+    odom = [s for s in samples if isinstance(s, OdometrySample)][-1]
+    battery = [s for s in samples if isinstance(s, BatterySample)][-1]
+    # REP-145: gravity on +z at rest (level flight here), body FLU; the attitude as orientation.
+    assert imu.linear_acceleration[2] == pytest.approx(9.80665, abs=1e-3)
+    assert 2 * math.atan2(imu.orientation[2], imu.orientation[3]) == pytest.approx(0.5, abs=1e-5)
+    # REP-105: ENU from the autopilot's local origin; twist in the body: 1 m/s forward, 0.5 m/s up.
+    assert odom.position == pytest.approx(tuple(link.body.position - (2.0, -1.0, 0.0)), abs=0.06)
+    assert odom.linear_velocity == pytest.approx((1.0, 0.0, 0.5), abs=1e-4)
+    assert (battery.voltage, battery.current, battery.remaining) == pytest.approx((12.6, 5.2, 0.8))
+    # TIMESYNC: the vehicle's boot clock is this clock. In lockstep its answer arrives one period (50 ms) after
+    # it was sent, so the offset is off by half that round trip, and a mapped time later than the receipt is
+    # the receipt: the publish time of the last step.
+    assert link.vehicle.timesyncs > 0 and link.backend.timesync.offset == -round(DT / 2 * 1e9)
+    assert imu.stamp == odom.stamp == link.clock.now
+
+
+def _real_time_link(backend: ml.MavlinkBackend, vehicle: MavlinkVehicle, config: SupervisorConfig) -> tuple:
+    sup = Supervisor(backend, config, time.monotonic_ns)
+    runner = Runner(sup, 20.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=vehicle.run, args=(stop, 0.02, True), daemon=True)
+    thread.start()
+    runner.start()
+    return sup, runner, stop, thread
+
+
+def _wait(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.parametrize(("bridge_key", "require", "expect"), [
+    (b"k" * 32, False, "flying"),  # the same key: flies
+    (None, False, "failed"),  # an unsigned bridge: the vehicle ignores its commands
+    (b"x" * 32, False, "failed"),  # another key: the same
+])
+def test_mavlink2_signing_against_a_vehicle_that_requires_it(bridge_key, require: bool, expect: str) -> None:
+    logs: list[str] = []
+    backend = ml.MavlinkBackend("udpin:127.0.0.1:0", "px4", key=bridge_key, require_signing=require,
+                                log=lambda level, m: logs.append(m))
+    port = backend.conn.port.getsockname()[1]
+    vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True,
+                             key=b"k" * 32)
+    sup, runner, stop, thread = _real_time_link(backend, vehicle, SupervisorConfig(prime_s=0.2, settle_s=0.2))
+    try:
+        assert _wait(lambda: sup.state in ("flying", "failed")), sup.state
+        assert sup.state == expect, sup.reason
+        if expect == "failed":
+            assert vehicle.mode != "OFFBOARD" and vehicle.refused > 0  # nothing unsigned was obeyed
+    finally:
+        runner.stop(0.5)
+        stop.set()
+        thread.join(2)
+        backend.close()
+        vehicle.conn.close()
+
+
+def test_require_signing_refuses_an_unsigned_vehicle_and_says_so_once() -> None:
+    logs: list[str] = []
+    backend = ml.MavlinkBackend("udpin:127.0.0.1:0", "px4", key=b"k" * 32, require_signing=True,
+                                log=lambda level, m: logs.append(m))
+    port = backend.conn.port.getsockname()[1]
+    vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True)
+    sup, runner, stop, thread = _real_time_link(backend, vehicle, SupervisorConfig())
+    try:
+        assert _wait(lambda: sum("refusing unsigned" in m for m in logs) == 1)
+        time.sleep(0.5)
+        assert sup.state == "wait_link" and sum("refusing unsigned" in m for m in logs) == 1
+    finally:
+        runner.stop(0.5)
+        stop.set()
+        thread.join(2)
+        backend.close()
+        vehicle.conn.close()
+
+
+def test_signing_keys_from_a_file_or_a_passphrase(tmp_path) -> None:
+    import hashlib
+    raw = tmp_path / "key.bin"
+    raw.write_bytes(bytes(range(32)))
+    text = tmp_path / "key.hex"
+    text.write_text(bytes(range(32)).hex() + "\n")
+    assert ml.signing_key(str(raw)) == ml.signing_key(str(text)) == bytes(range(32))
+    assert ml.signing_key(passphrase="liquid") == hashlib.sha256(b"liquid").digest()  # MAVProxy's signing setup
+    assert ml.signing_key() is None
+    short = tmp_path / "short"
+    short.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="expected 32 bytes or 64 hexadecimal digits, got 3 bytes"):
+        ml.signing_key(str(short))
+    with pytest.raises(ValueError, match="not both"):
+        ml.signing_key(str(raw), "liquid")
+    with pytest.raises(ValueError, match="require_signing needs a key"):
+        ml.MavlinkBackend("udpin:127.0.0.1:0", require_signing=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from liquid_pilot.bridge.supervisor import Backend, Event, Supervisor, SupervisorConfig, Telemetry
-from liquid_pilot.flight.gate import ManualClock
+from liquid_pilot.flight.types import ManualClock
 
 RATE = 20.0
 PERIOD = 1.0 / RATE
@@ -99,7 +99,7 @@ class Rig:
         assert self.state == "wait_airborne"
         self.backend.t.armed = True
         self.backend.at_height(1.0)
-        self.tick()
+        self.run_for(self.sup.config.settle_s + PERIOD)  # the climb has settled
         assert self.state == "prime"
         self.run_for(1.0)
         assert self.state == "switch"
@@ -122,6 +122,12 @@ def test_the_default_flow_waits_for_the_operator_then_primes_before_switching() 
     r.run_for(1.0)
     assert r.state == "wait_airborne" and r.backend.sent == []  # below min_height
     r.backend.at_height(1.0)
+    r.backend.t.velocity = (0.0, 0.0, 0.6)  # still climbing
+    r.run_for(2.0)
+    assert r.state == "wait_airborne" and r.backend.sent == []
+    r.backend.t.velocity = (0.0, 0.0, 0.1)  # settled: taken over settle_s later
+    r.run_for(1.0)
+    assert r.state == "wait_airborne"
     r.tick()
     assert r.state == "prime"
     start = r.clock.now
@@ -206,8 +212,8 @@ def test_stale_commands_hover_within_one_period_then_land() -> None:
 
 
 @pytest.mark.parametrize(("where", "value", "what"), [
-    ("position", (10.0, 2.0, 1.0), "from the take-off point"),  # 10.2 m from the local frame's origin
-    ("position", (1.0, 2.0, 5.5), "above the take-off point"),
+    ("position", (11.5, 2.0, 1.0), "from where the bridge took control"),  # 10.5 m from (1, 2): the take-over
+    ("position", (1.0, 2.0, 5.5), "above the ground"),
     ("velocity", (2.5, 2.5, 0.0), "m/s"),
 ])
 @pytest.mark.parametrize("action", ["hover", "land"])
@@ -451,7 +457,7 @@ def test_bad_pilot_commands_are_refused_and_logged_once() -> None:
         assert r.backend.sent[-1][0] == (0.5, 0.0, 0.0, 0.0)
     assert sum("refusing a pilot command" in m for _, m in r.logs) == 1
     r.sup.command((0.1, 0.0, 0.0, 0.0))
-    assert any("finite again after 5 refused" in m for _, m in r.logs)
+    assert any("recovered from bad_command (5 times" in m and "finite again" in m for _, m in r.logs)
     r.sup.command(np.array([0.25, 0.0, 0.0, 0.0], np.float32))  # any real numbers
     r.tick()
     assert r.backend.sent[-1][0] == (0.25, 0.0, 0.0, 0.0)
@@ -464,7 +470,7 @@ def test_stacks_whose_mode_the_bridge_cannot_set() -> None:
     r.tick()
     r.backend.at_height(1.0)
     r.tick()
-    r.run_for(1.0)
+    r.run_for(2.0)  # the climb settles (1 s), the stream primes (1 s)
     assert r.state == "flying" and r.backend.calls == []
     assert any("operator switches" in m for _, m in r.logs)
     with pytest.raises(ValueError, match="auto_takeoff needs arming"):
@@ -472,14 +478,14 @@ def test_stacks_whose_mode_the_bridge_cannot_set() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("command_timeout", 0.0, "command_timeout = 0.0 must be a number in"),
-    ("fence_action", "rtl", "fence_action = 'rtl' must be one of hover, land"),
-    ("auto_takeoff", "yes", "auto_takeoff = 'yes' must be true or false"),
+    ("command_timeout", 0.0, "supervisor: command_timeout must be in [0.01, 10], got 0.0"),
+    ("fence_action", "rtl", "supervisor: fence_action must be one of hover, land, got 'rtl'"),
+    ("auto_takeoff", "yes", "supervisor: auto_takeoff must be true or false, got 'yes'"),
     ("takeoff_height", 6.0, "must be below fence_height"),
-    ("fence_radius", True, "fence_radius = True"),
+    ("fence_radius", True, "supervisor: fence_radius must be a number, got True"),
 ])
 def test_config_mistakes_name_the_value(field: str, value: object, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         SupervisorConfig(**{field: value})
 
 
@@ -491,4 +497,6 @@ def test_status_reports_the_vehicle() -> None:
     r.tick()
     s = r.sup.status()
     assert s["state"] == "flying" and s["pilot_enabled"] and s["link"] and s["mode"] == "OFFBOARD"
-    assert s["distance"] == 5.0 and s["height"] == 2.0 and s["speed"] == 0.5 and s["setpoints"] > 20
+    # Distance from the take-over point (1, 2), height above the ground the vehicle stood on (0).
+    assert s["distance"] == 2.828 and s["height"] == 2.0 and s["speed"] == 0.5 and s["setpoints"] > 20
+    assert s["fence_margin"] == 7.172 and s["ground"] == 0.0 and s["takeover"] == [1.0, 2.0, 1.0]

@@ -76,7 +76,8 @@ def test_share_holds_the_manifest_launch_files_configs_models_and_scenarios(inst
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "liquid_pilot").is_file()
     assert (share / "package.xml").read_text() == (ROOT / "package.xml").read_text()
     for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"), ("models", "*.pt"),
-                            ("sim/scenarios", "*.yaml"), ("sim/validation", "*.yaml"), ("sim/hard", "*.yaml")):
+                            ("sim/scenarios", "*.yaml"), ("sim/validation", "*.yaml"), ("sim/hard", "*.yaml"),
+                            ("sim/training", "*.yaml")):
         assert ({p.name for p in (share / folder).glob(pattern)}
                 == {p.name for p in (ROOT / folder).glob(pattern)}), folder
     assert (share / "sim" / "assets" / "cf2x.urdf").is_file()
@@ -84,11 +85,17 @@ def test_share_holds_the_manifest_launch_files_configs_models_and_scenarios(inst
 
 def test_the_installed_launch_files_find_their_parameter_files(install: Path) -> None:
     share = install / "liquid_pilot" / "share" / "liquid_pilot"
+    assert LAUNCH_FILES
+    checked = 0
     for path in LAUNCH_FILES:
         installed = share / "launch" / path.name
-        for node in launch_nodes(installed):  # FindPackageShare('liquid_pilot') / config / NAME
+        nodes = launch_nodes(installed)  # FindPackageShare('liquid_pilot') / config / NAME
+        assert nodes, path.name
+        for node in nodes:
             for name in node["files"] + node.get("user_default", []):
                 assert (share / "config" / name).is_file(), (path.name, name)
+                checked += 1
+    assert checked >= len(LAUNCH_FILES)  # every launch file gives its nodes parameter files
 
 
 def test_liquid_pilot_and_the_nodes_run_from_the_sourced_install(install: Path) -> None:

@@ -251,3 +251,32 @@ def test_use_sim_time_with_no_clock_at_all_says_what_was_not_recorded(ros: Ros, 
     assert wait_for(lambda: recorder.waiting_for_clock == 3)
     ros.remove(recorder)
     assert recorder.unclocked == 3 and recorder.counts["/never/chatter"] == 0
+
+
+def test_the_recorder_reports_messages_bytes_and_disk_on_diagnostics(ros: Ros, tmp_path: Path) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    heard: list = []
+    ros.node("diagnostics").create_subscription(DiagnosticArray, "/diagnostics", lambda m: heard.extend(
+        (time.monotonic(), s) for s in m.status), 100)
+    start = time.monotonic()
+    recorder = ros.add(RecorderNode(namespace="diag", parameter_overrides=[
+        Parameter("topics", value=["chatter"]), Parameter("output", value=str(tmp_path / "rec"))]))
+    name = "/diag/recorder_node: recorder"
+    assert wait_for(lambda: any(s.name == name for _, s in heard), timeout=5.0)
+    first_t, first = next((t, s) for t, s in heard if s.name == name)
+    assert first_t - start <= 2.0
+    assert first.level == b"\x01" and "no topic found to record yet" in first.message
+    talker = ros.node("talker", "diag").create_publisher(String, "chatter", 10)
+    assert wait_for(lambda: talker.get_subscription_count())
+    for i in range(5):
+        talker.publish(String(data=f"hello {i}"))
+    assert wait_for(lambda: recorder.counts.get("/diag/chatter") == 5)
+
+    def latest() -> dict[str, str]:
+        return {kv.key: kv.value for kv in [s for _, s in heard if s.name == name][-1].values}
+    assert wait_for(lambda: latest()["messages"] == "5")
+    values = latest()
+    assert int(values["bytes"]) > 5 * len("hello 0") and values["dropped"] == "0"
+    assert float(values["disk free (GB)"]) > 0 and values["topics"] == "/diag/chatter=5"
+    ros.remove(recorder)

@@ -194,6 +194,12 @@ def test_signal_under_load_ends_with_a_zero_command(pilots: dict[str, PilotProce
         failure = check_zero(pilot, rc)
         if failure is None and rc != 0:
             failure = f"{pilot.namespace}: exit code {rc} after {kind}:\n{pilot.log.read_text()[-1500:]}"
+        text = pilot.log.read_text()
+        # The listener had the zero: the pilot's line about it must say so or say why it cannot know (the DDS
+        # acknowledgement comes at the writer's heartbeat, every 3 s), never that a subscriber failed to get it.
+        if failure is None and not ("final zero acknowledged by 1 reliable subscriber" in text or
+                                    "not acknowledged within 0.5 s: DDS readers in other processes" in text):
+            failure = f"{pilot.namespace}: no true line about the final zero:\n{text[-1500:]}"
         if failure:
             failures.append(failure)
     assert not failures, f"{len(failures)} of {TRIALS} {kind} trials failed:\n" + "\n".join(failures)

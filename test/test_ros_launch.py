@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_support import cli
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -279,10 +280,12 @@ def test_the_parameter_tables_are_what_the_nodes_declare(declared: dict[str, set
 
 def test_the_launcher_modes_are_the_launch_files() -> None:
     # The flight stacks' launch files (bridge.launch.py, STACK.launch.py) have no mode: a drone runs ros2 launch.
-    for path in LAUNCH_FILES:
-        mode = path.name.removesuffix(".launch.py")
-        if mode not in ("bridge", *STACKS):
-            assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
+    modes = [path.name.removesuffix(".launch.py") for path in LAUNCH_FILES]
+    simulated = [mode for mode in modes if mode not in ("bridge", *STACKS)]
+    assert simulated and set(simulated) <= set(launcher.MODES)  # every such launch file is a launcher mode
+    for mode in simulated:
+        path = ROOT / "launch" / f"{mode}.launch.py"
+        assert launcher.MODES[mode] == [(n["name"], n["files"]) for n in launch_nodes(path)], mode
 
 
 def params_file(*names: str, extra: str = "") -> list[str]:
@@ -333,8 +336,7 @@ def test_the_config_files_load_through_rcl_as_launch_files_pass_them(ros: Ros, m
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", "ros", *args], capture_output=True, text=True,
-                          timeout=timeout, env=isolate())
+    return cli("ros", *args, timeout=timeout, env=isolate())
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -405,3 +407,39 @@ def test_liquid_pilot_ros_record_writes_a_readable_bag_of_expert_flights(ros: Ro
     # The first episode's start is published before the first /clock: held, then filed, not lost.
     assert json.loads(recorded[0].data)["episode"] == 0 and json.loads(recorded[0].data)["reason"] is None
     assert "not recorded" not in output
+
+
+def test_the_flight_stack_launch_shuts_down_when_the_bridge_exits() -> None:
+    """bridge.launch.py (and so each STACK.launch.py): launch's standard OnProcessExit on the bridge_node action
+    emits Shutdown, so the pilot and the recorder never run on alone."""
+    tree = ast.parse((ROOT / "launch" / "bridge.launch.py").read_text())
+    assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    handlers = [call for call in ast.walk(tree) if isinstance(call, ast.Call)
+                and getattr(call.func, "id", "") == "OnProcessExit"]
+    assert len(handlers) == 1
+    kwargs = {k.arg: k.value for k in handlers[0].keywords}
+    target = assigned[kwargs["target_action"].id]
+    assert getattr(target.func, "id", "") == "Node" and \
+        {k.arg: k.value.value for k in target.keywords if k.arg == "executable"} == {"executable": "bridge_node"}
+    actions = kwargs["on_exit"].elts
+    assert [getattr(a.func, "id", "") for a in actions] == ["Shutdown"]
+    registered = [call for call in ast.walk(tree) if isinstance(call, ast.Call)
+                  and getattr(call.func, "id", "") == "RegisterEventHandler"]
+    assert registered and registered[0].args[0] is handlers[0]
+    imports = {alias.name: node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names}
+    assert imports["OnProcessExit"] == "launch.event_handlers" and imports["Shutdown"] == "launch.actions"
+    assert imports["RegisterEventHandler"] == "launch.actions"
+
+
+@pytest.mark.parametrize("executable", ["pilot_node", "sim_node", "recorder_node", "player_node", "bridge_node"])
+def test_help_on_a_node_executable_prints_its_parameters_and_starts_nothing(executable: str, tmp_path: Path) -> None:
+    module = importlib.import_module(f"liquid_pilot.ros.{executable}")
+    result = subprocess.run([sys.executable, "-m", f"liquid_pilot.ros.{executable}", "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: ros2 run liquid_pilot {executable}")
+    for param in module.PARAMETERS:
+        assert f"\n  {param.name} (" in result.stdout and param.description in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no node ran: the recorder made no bag folder

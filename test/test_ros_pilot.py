@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
@@ -27,9 +28,9 @@ from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.flight.codec import stamp_ns
 from liquid_pilot.flight.image import fit
-from liquid_pilot.flight.runtime import load_runtime
+from liquid_pilot.models import load_runtime
 from liquid_pilot.ros.convert import time_msg
-from liquid_pilot.ros.pilot_node import PilotNode
+from liquid_pilot.ros.pilot_node import PARAMETERS, PilotNode
 
 CAMERA_TIMEOUT = 0.2
 LONG_TIMEOUT = 1.0  # s: the largest the pilot allows
@@ -50,6 +51,7 @@ class Harness:
     def __init__(self, ros: Ros, model: Path, namespace: str, **params: object):
         overrides = [Parameter("model", value=str(model)), Parameter("control_rate", value=CONTROL_RATE),
                      Parameter("camera_timeout", value=CAMERA_TIMEOUT)]
+        self.ros = ros
         self.pilot = ros.add(PilotNode(namespace=namespace, parameter_overrides=overrides + [
             Parameter(k, value=v) for k, v in params.items()]))
         self.namespace = namespace
@@ -66,6 +68,13 @@ class Harness:
                                       QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         assert wait_for(lambda: self.images.get_subscription_count() and self.imu.get_subscription_count()
                         and len(self.commands) > 0)
+
+    def close(self) -> None:
+        """Take the pilot and the harness off the module's executor: every pilot left there publishes at 50 Hz to a
+        listener the one executor thread serves, which starves the next tests' pilots on a loaded machine."""
+        for node in (self.node, self.pilot):
+            if node in self.ros.nodes:
+                self.ros.remove(node)
 
     def _on_command(self, msg: TwistStamped) -> None:
         self.commands.append((time.monotonic(), msg))
@@ -173,9 +182,37 @@ def timeouts(harness: Harness, seconds: float) -> Iterator[None]:
         harness.pilot.set_parameters(before)
 
 
+@pytest.fixture(autouse=True)
+def _no_node_outlives_its_test(ros: Ros, drone: Harness):
+    """Take every node a test added off the module's executor when it ends (the shared drone stays).
+
+    Each pilot left there runs a 50 Hz control thread, a step thread and its diagnostics in this process: a dozen
+    of them, with the machine loaded, slowed discovery and delivery enough to fail later tests' set-up.
+    """
+    before = list(ros.nodes)
+    yield
+    for node in [n for n in ros.nodes if n not in before]:
+        ros.remove(node)
+    assert ros.background.thread.is_alive(), ros.background.errors
+
+
+@pytest.fixture()
+def harnesses(ros: Ros):
+    """Make harnesses for one test; they are closed when it ends, passed or failed."""
+    made: list[Harness] = []
+
+    def make(*args: object, **params: object) -> Harness:
+        made.append(Harness(ros, *args, **params))
+        return made[-1]
+    yield make
+    for harness in made:
+        harness.close()
+
+
 @pytest.fixture(scope="module")
 def drone(ros: Ros, model: Path) -> Harness:
-    return Harness(ros, model, "p1")
+    """The pilot of most tests; recovery counts good frames alone (fault_window 0), as those tests count them."""
+    return Harness(ros, model, "p1", fault_window=0.0)
 
 
 @pytest.fixture()
@@ -183,8 +220,8 @@ def flying(drone: Harness) -> Harness:
     """The enabled pilot, with the longest timeouts: frames then fly even if this process stalls for
     most of a second between stamping and the pilot's callback, as it does at times on the loaded CI
     machine (0.6 s seen). The tests of the timeouts themselves set them back."""
-    drone.enable(True)
-    with timeouts(drone, LONG_TIMEOUT):
+    with timeouts(drone, LONG_TIMEOUT):  # long timeouts first: a slow start is never stale
+        drone.enable(True)
         yield drone
     drone.enable(False)
 
@@ -382,7 +419,10 @@ def test_reset_service_restarts_the_network(flying: Harness, model: Path) -> Non
     frames = images(2)
     fresh = expected(model, frames[1:], [0.0])[0]
     # Stamps 62.5 ms apart, half a timeout ahead: however slowly this loaded process sends them, the gap
-    # between the frames never exceeds camera_timeout (which would start a new flight by itself).
+    # between the frames never exceeds camera_timeout (which would start a new flight by itself). Enabled
+    # afresh just before: computing ``fresh`` above (exporting the checkpoint) takes about a second on a loaded
+    # machine, after the fixture enabled the pilot, which then went stale before the first fixed-stamp frame.
+    flying.pilot.set_enabled(True)
     t0 = flying.send_frame(frames[0], stamp=flying.now() + int(LONG_TIMEOUT / 2 * 1e9))
     carried_on = flying.command_for(flying.send_frame(frames[1], stamp=t0 + 62_500_000))
     assert np.abs(np.array(carried_on) - fresh).max() > 1e-6  # the state carries over between frames
@@ -403,13 +443,13 @@ def test_disable_service_publishes_zero(flying: Harness) -> None:
     assert all(command(m) == [0.0] * 4 for _, m in flying.commands[since:])
 
 
-def test_nan_output_gives_zero(ros: Ros, tmp_path: Path) -> None:
+def test_nan_output_gives_zero(ros: Ros, tmp_path: Path, harnesses) -> None:
     broken = Pilot()
     with torch.no_grad():
         for weights in broken.head.parameters():
             weights.fill_(math.nan)
     save_pilot(broken, tmp_path / "nan.pt")
-    harness = Harness(ros, tmp_path / "nan.pt", "p2", start_enabled=True)
+    harness = harnesses(tmp_path / "nan.pt", "p2", start_enabled=True)
     harness.send_frame(images(1)[0], flown=False)
     assert harness.last() == [0.0] * 4
     assert wait_for(lambda: harness.warnings("output"))
@@ -458,11 +498,11 @@ def test_compressed_images_in_and_plain_twists_out(ros: Ros, model: Path) -> Non
     assert pilot.params["command_type"] == "twist"
 
 
-def test_frames_of_any_size_are_centre_cropped_and_resized(ros: Ros, model: Path) -> None:
+def test_frames_of_any_size_are_centre_cropped_and_resized(ros: Ros, model: Path, harnesses) -> None:
     """A 640x480 camera flies by default: the frame is cropped to the model's square and resized, as in training."""
-    harness = Harness(ros, model, "p5")
-    harness.enable(True)
-    with timeouts(harness, LONG_TIMEOUT):
+    harness = harnesses(model, "p5")
+    with timeouts(harness, LONG_TIMEOUT):  # long timeouts first: a slow start is never stale
+        harness.enable(True)
         frame = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
         stamp = harness.send_frame(frame, stamp=harness.now() + int(LONG_TIMEOUT / 2 * 1e9))
         want = expected(model, [fit(frame, (64, 64))], [0.0])[0]
@@ -478,3 +518,302 @@ def test_the_pilot_node_loads_neither_the_simulator_nor_pybullet() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
+
+
+# Issue 27: /diagnostics, the fuzzer's findings, saliency.
+class Diagnostics:
+    """A /diagnostics listener: every status with the time it was heard."""
+
+    def __init__(self, node) -> None:
+        self.heard: list[tuple[float, DiagnosticStatus]] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on, QoSProfile(depth=100))
+
+    def _on(self, msg: DiagnosticArray) -> None:
+        self.heard += [(time.monotonic(), status) for status in msg.status]
+
+    def of(self, name: str) -> list[tuple[float, DiagnosticStatus]]:
+        return [(t, s) for t, s in self.heard if s.name == name]
+
+    def latest(self, name: str) -> DiagnosticStatus | None:
+        found = self.of(name)
+        return found[-1][1] if found else None
+
+
+def level(status: DiagnosticStatus) -> int:
+    return status.level[0] if isinstance(status.level, bytes) else int(status.level)
+
+
+def values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_diagnostics_within_two_seconds_without_a_camera_then_errors_on_a_stale_one(ros: Ros, model: Path) -> None:
+    listener = Diagnostics(ros.node("diagnostics", "d1"))
+    pilot = ros.add(PilotNode(namespace="d1", parameter_overrides=[Parameter("model", value=str(model))]))
+    started = time.monotonic()
+    name = "/d1/pilot_node: pilot"
+    assert wait_for(lambda: listener.of(name), timeout=5.0)
+    assert listener.of(name)[0][0] - started <= 2.0, listener.of(name)[0][0] - started
+    first = listener.of(name)[0][1]
+    assert level(first) == 1 and first.message == "disabled (zero commands); no camera frame yet; no IMU sample yet"
+    assert first.hardware_id == f"checkpoint {model}"
+    info = values(first)
+    assert info["state"] == "disabled" and info["model kind"] == "checkpoint" and len(info["model sha256"]) == 64
+    assert info["camera expected rate (Hz)"] == "16"
+    # Enabled with no camera: the gate hovers on camera_stale, an ERROR, published at once (not a second later).
+    pilot.set_enabled(True)
+    enabled = time.monotonic()
+    assert wait_for(lambda: level(listener.latest(name)) == 2, timeout=3.0)
+    changed = next(t for t, s in listener.of(name) if level(s) == 2)
+    assert changed - enabled <= camera_wait(pilot) + 0.5
+    assert "hovering on camera_stale" in listener.latest(name).message
+    # Once a second while nothing changes.
+    count = len(listener.of(name))
+    time.sleep(2.2)
+    assert 2 <= len(listener.of(name)) - count <= 4
+
+
+def camera_wait(pilot: PilotNode) -> float:
+    return pilot.params["camera_timeout"] + 0.15
+
+
+def publish_frame(harness: Harness, image: np.ndarray, encoding: str = "rgb8") -> None:
+    """Publish an IMU sample and a frame at once (no waiting: the fuzzer's pace)."""
+    sample = Imu()
+    w, a = sample.angular_velocity, sample.linear_acceleration
+    w.x, w.y, w.z, a.x, a.y, a.z = (float(v) for v in IMU)
+    now = harness.now()
+    sample.header.stamp = time_msg(now)
+    harness.imu.publish(sample)
+    msg = Image(height=image.shape[0], width=image.shape[1], encoding=encoding, step=image.shape[1] * 3,
+                data=image.tobytes())
+    msg.header.stamp = time_msg(now)
+    harness.images.publish(msg)
+
+
+@pytest.mark.parametrize("good", [3, 9])
+def test_sparse_bad_frames_at_30_hz_never_switch_back_to_flying_and_log_at_most_two_lines(
+        flying: Harness, good: int) -> None:
+    """The fuzzer's patterns: 3 (or 9) good frames to 1 bad at 30 Hz for 3 s: after the first fault the stream stays
+    at zero (0 switches), and the pilot logs at most 2 lines in those 3 s."""
+    default = next(p.default for p in PARAMETERS if p.name == "fault_window")
+    assert default == 1.0
+    flying.pilot.set_parameters([Parameter("fault_window", value=default)])
+    first = flying.send_frame(images(1)[0])
+    assert flying.command_for(first) != [0.0] * 4
+    since_logs, since_commands = len(flying.logs), len(flying.commands)
+    frame = images(1)[0]
+    start = time.monotonic()
+    for i in range(90):
+        publish_frame(flying, frame, "yuv422" if i % (good + 1) == good else "rgb8")
+        time.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
+    time.sleep(0.1)
+    stream = [command(m) != [0.0] * 4 for _, m in flying.commands[since_commands:]]
+    assert False in stream, "no bad frame was handled"
+    after = stream[stream.index(False):]
+    assert sum(a != b for a, b in zip(after, after[1:])) == 0, after
+    lines = [log.msg for log in flying.logs[since_logs:] if log.name.endswith("p1.pilot_node")]
+    # The gate's lines: one, for the burst. The only other line may be the camera-rate warning (a 30 Hz camera on a
+    # model trained at 16 Hz; the harness's earlier tests sent slower), said once per excursion.
+    rate = [line for line in lines if line.startswith(("the camera runs at ", "camera rate back"))]
+    assert len(lines) <= 2 and len(rate) <= 1, lines
+    assert [line for line in lines if line not in rate] == [next(line for line in lines if line.endswith("[encoding]"))]
+    flying.pilot.set_parameters([Parameter("fault_window", value=0.0)])
+    flying.pilot.set_enabled(True)  # a fresh flight for the next test
+
+
+@pytest.fixture(scope="module")
+def artefact(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from liquid_pilot.nn.artefact import write_artefact
+    path = tmp_path_factory.mktemp("artefact") / "pilot.onnx"
+    write_artefact(model, path)
+    return path
+
+
+def scene(size: int) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size] / size
+    return np.stack([128 + 100 * np.sin(6 * x), 128 + 100 * np.cos(5 * y), 255 * (x > y)], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_4000_pixel_compressed_frames_at_10_hz_fly_or_are_refused_in_one_line(
+        ros: Ros, artefact: Path, fmt: str) -> None:
+    """A 4000x4000 frame at 10 Hz: a JPEG flies (decoded at 1/8 of its size), a PNG is refused with one line naming
+    the decode budget; the command stream keeps its rate either way."""
+    ns = f"big_{fmt}"
+    pilot = ros.add(PilotNode(namespace=ns, parameter_overrides=[
+        Parameter("model", value=str(artefact)), Parameter("image_transport", value="compressed"),
+        Parameter("sensor_reliability", value="reliable"), Parameter("camera_timeout", value=LONG_TIMEOUT),
+        Parameter("imu_timeout", value=LONG_TIMEOUT), Parameter("start_enabled", value=True)]))
+    node = ros.node("camera", ns)
+    camera = node.create_publisher(CompressedImage, "camera/image_raw/compressed", QoSProfile(depth=1))
+    imu = node.create_publisher(Imu, "imu/data", QoSProfile(depth=1))
+    commands: list[tuple[float, TwistStamped]] = []
+    logs: list[Log] = []
+    node.create_subscription(TwistStamped, "cmd_vel", lambda m: commands.append((time.monotonic(), m)), 100)
+    node.create_subscription(Log, "/rosout", logs.append, QoSProfile(depth=1000))
+    assert wait_for(lambda: camera.get_subscription_count() and imu.get_subscription_count() and commands)
+    ext = ".jpg" if fmt == "jpeg" else ".png"
+    data = cv2.imencode(ext, scene(4000))[1].tobytes()
+    sample = Imu()
+    sample.linear_acceleration.z = 9.81
+    published: list[float] = []  # the control stream at its source (what reaches this process's busy executor
+    publish = pilot._publish  # lags behind it on a loaded machine, with every other test's pilot to serve)
+
+    def counted(command: tuple, stamp: int) -> None:
+        published.append(time.monotonic())
+        publish(command, stamp)
+
+    pilot._publish = counted
+    pilot.set_enabled(True)
+    since, heard, start = len(logs), len(commands), time.monotonic()
+    stamps = []
+    for i in range(30):
+        now = node.get_clock().now().nanoseconds
+        sample.header.stamp = time_msg(now)
+        imu.publish(sample)
+        msg = CompressedImage(format=fmt, data=data)
+        msg.header.stamp = time_msg(now)
+        camera.publish(msg)
+        stamps.append(now)
+        time.sleep(max(0.0, start + (i + 1) / 10 - time.monotonic()))
+    elapsed = time.monotonic() - start
+    rate = sum(start <= t <= start + elapsed for t in published) / elapsed
+    assert rate > 0.5 * CONTROL_RATE, rate  # the control stream: half its rate at least on the loaded CI machine
+    flown = {stamp_ns(m.header.stamp) for _, m in commands[heard:]} & set(stamps)
+    mine = [log.msg for log in logs[since:] if log.name == f"{ns}.pilot_node"]
+    if fmt == "jpeg":
+        assert len(flown) >= 10, (len(flown), mine)
+        assert any("fitting 4000x4000 frames (decoded at 1/8 of their size)" in line for line in mine), mine
+        assert not any("decode_slow" in line for line in mine), mine
+    else:
+        assert not flown, mine
+        refusals = [line for line in mine if line.endswith("[decode_slow]")]
+        assert len(refusals) == 1 and "4000x4000 png frames would take about " in refusals[0]
+        assert "decode_budget" in refusals[0]
+        # The only other warning: 10 Hz is outside the band around the model's 16 Hz (said once).
+        others = [line for line in mine if log_level(logs, line) >= Log.WARN and line not in refusals]
+        assert len(others) <= 1 and all(line.startswith("the camera runs at ") for line in others), others
+    ros.remove(pilot)
+
+
+def log_level(logs: list[Log], text: str) -> int:
+    return next(log.level for log in logs if log.msg == text)
+
+
+def test_a_qos_mismatch_is_reported_on_the_topic_and_in_diagnostics(ros: Ros, model: Path) -> None:
+    listener = Diagnostics(ros.node("diagnostics", "q1"))
+    pilot = ros.add(PilotNode(namespace="q1", parameter_overrides=[
+        Parameter("model", value=str(model)), Parameter("sensor_reliability", value="reliable")]))
+    node = ros.node("imu", "q1")
+    logs: list[Log] = []
+    node.create_subscription(Log, "/rosout", logs.append, QoSProfile(depth=1000))
+    node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)  # best effort: cannot feed a reliable reader
+    assert wait_for(lambda: any("/q1/imu/data: a publisher's QoS cannot match" in log.msg for log in logs))
+    line = next(log for log in logs if "/q1/imu/data: a publisher's QoS" in log.msg)
+    assert line.level == Log.ERROR and "reliability" in line.msg and "subscribe best_effort" in line.msg
+    assert wait_for(lambda: "/q1/imu/data" in (listener.latest("/q1/pilot_node: pilot") or DiagnosticStatus()).message)
+    assert level(listener.latest("/q1/pilot_node: pilot")) == 2
+    ros.remove(pilot)
+
+
+def test_sim_time_without_a_clock_is_said_once(ros: Ros, model: Path) -> None:
+    node = ros.node("listener", "c1")
+    logs: list[Log] = []
+    node.create_subscription(Log, "/rosout", logs.append, QoSProfile(depth=1000))
+    pilot = ros.add(PilotNode(namespace="c1", parameter_overrides=[
+        Parameter("model", value=str(model)), Parameter("use_sim_time", value=True)]))
+    assert wait_for(lambda: any("use_sim_time is on and no /clock has arrived" in log.msg for log in logs
+                                if log.name == "c1.pilot_node"), timeout=6.0)
+    time.sleep(0.5)
+    assert len([log for log in logs if "no /clock" in log.msg and log.name == "c1.pilot_node"]) == 1
+    ros.remove(pilot)
+
+
+def test_a_camera_far_from_the_training_rate_is_reported_once_and_hover_is_a_choice(
+        ros: Ros, model: Path, harnesses) -> None:
+    harness = harnesses(model, "r1")
+    harness.enable(True)
+    since = len(harness.logs)
+    with timeouts(harness, LONG_TIMEOUT):
+        start = time.monotonic()
+        for i in range(10):  # 5 Hz, the model was trained at 16
+            publish_frame(harness, images(1)[0])
+            time.sleep(max(0.0, start + (i + 1) / 5 - time.monotonic()))
+        assert wait_for(lambda: harness.logged("the camera runs at ", since), timeout=2.0)
+        mine = [log for log in harness.logs[since:] if log.name == "r1.pilot_node"]
+        line = next(log.msg for log in mine if "the camera runs at " in log.msg)
+        assert "and the model was trained at 16 Hz" in line and "flying on" in line
+        rate = float(line.split("the camera runs at ")[1].split(" Hz")[0])
+        assert 4.0 <= rate <= 6.0, line
+        harness.pilot.set_parameters([Parameter("camera_rate_action", value="hover")])
+        for _ in range(5):  # still 5 Hz: refused now
+            publish_frame(harness, images(1)[0])
+            time.sleep(0.2)
+        assert wait_for(lambda: harness.warnings("camera_rate", since))
+    assert len([log for log in harness.logs[since:] if "the camera runs at " in log.msg and log.name == "r1.pilot_node"
+                and log.level == Log.WARN and not log.msg.endswith("]")]) == 1
+
+
+def test_camera_info_follows_a_remapped_image_topic(ros: Ros, model: Path) -> None:
+    pilot = ros.add(PilotNode(namespace="i1", cli_args=["--ros-args", "-r", "camera/image_raw:=/cam/color/image_raw"],
+                              parameter_overrides=[Parameter("model", value=str(model))]))
+    topics = {s.topic_name for s in pilot.subscriptions}
+    assert {"/cam/color/image_raw", "/cam/color/camera_info", "/i1/imu/data"} <= topics, topics
+    ros.remove(pilot)
+
+
+def test_a_directory_as_model_is_named_as_such(ros: Ros, model: Path) -> None:
+    with pytest.raises(ValueError, match=f"{model.parent}: a directory, not a model file \\(a checkpoint .pt or a "
+                                         "flight artefact .onnx\\); it holds pilot.pt"):
+        PilotNode(namespace="m1", parameter_overrides=[Parameter("model", value=str(model.parent))])
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "artefact"])
+def test_saliency_images_at_their_rate(ros: Ros, model: Path, artefact: Path, kind: str, harnesses) -> None:
+    path = model if kind == "checkpoint" else artefact
+    harness = harnesses(path, f"s_{kind}", saliency_rate=5.0)
+    maps: list[Image] = []
+    harness.node.create_subscription(Image, "pilot_node/saliency", maps.append, 10)
+    with timeouts(harness, LONG_TIMEOUT):  # long timeouts first: a slow start is never stale
+        harness.enable(True)
+        assert wait_for(lambda: harness.pilot._saliency_pub.get_subscription_count())
+        for image in images(4):
+            harness.send_frame(image)
+        assert wait_for(lambda: maps, timeout=3.0)
+    saliency = maps[0]
+    assert (saliency.width, saliency.height, saliency.encoding) == (256, 256, "rgb8")
+    pixels = np.frombuffer(bytes(saliency.data), np.uint8).reshape(256, 256, 3)
+    assert pixels.std() > 1.0  # a picture, not a blank
+    harness.enable(False)
+
+
+def test_a_failing_saliency_map_never_touches_the_commands(ros: Ros, artefact: Path, harnesses) -> None:
+    harness = harnesses(artefact, "s_broken", saliency_rate=10.0)
+
+    def broken(*args: object) -> np.ndarray:
+        raise RuntimeError("no map today")
+
+    harness.pilot._saliency_map = broken
+    with timeouts(harness, LONG_TIMEOUT):  # long timeouts first: a slow start is never stale
+        harness.enable(True)
+        for image in images(3):
+            assert harness.command_for(harness.send_frame(image)) != [0.0] * 4  # flown, every one
+    assert wait_for(lambda: harness.logged("~/saliency failed (RuntimeError: no map today); the pilot flies on"))
+    assert not harness.pilot.gate.faults.total
+    harness.enable(False)
+
+
+def test_every_gate_setting_is_a_parameter_with_the_gates_text_and_range() -> None:
+    # One declaration: ros2 param describe shows what GateConfig checks (no second set of bounds in the node).
+    import dataclasses
+
+    from liquid_pilot.flight.gate import GateConfig
+    from liquid_pilot.settings import Range
+
+    by_name = {p.name: p for p in PARAMETERS}
+    for f in dataclasses.fields(GateConfig):
+        param, allowed = by_name[f.name], f.metadata["allowed"]
+        assert param.default == f.default and param.description == f.metadata["help"] and not param.read_only
+        if isinstance(allowed, Range):
+            assert (param.low, param.high) == (allowed.low, allowed.high), f.name

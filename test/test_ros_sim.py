@@ -301,3 +301,50 @@ def test_a_60_s_simulator_launch_logs_no_warning(ros: Ros) -> None:
     assert len(ended) >= len(outcomes)  # every outcome the log reported, and none invented
     for outcome, line in zip(outcomes, ended):
         assert f"episode {outcome['episode']} ended: {outcome['reason']} " in line
+
+
+def test_markers_show_the_chair_the_obstacles_and_the_flown_path_and_diagnostics_report(ros: Ros,
+                                                                                        tmp_path: Path) -> None:
+    """~/markers (latched): the target chair's six boxes where the simulator has it, the obstacles, and a path
+    that ends where odom says the drone is; sim_node on /diagnostics; the array draws (matplotlib)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from liquid_pilot.ros.markers import draw
+
+    ns = "markers"
+    listener = Listener(ros, ns, (String, "sim_node/status"), (Odometry, "odom"))
+    diagnostics: list = []
+    listener.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.extend(m.status), 100)
+    sim = ros.add(sim_node(ns, seed=0, real_time_factor=0.0, auto_reset=False, autopilot="expert"))
+    assert wait_for(lambda: listener.ended(), timeout=30)
+    late = ros.node("viewer", ns)  # RViz opened after the flight: the latched array is there
+    arrays: list[MarkerArray] = []
+    late.create_subscription(MarkerArray, "sim_node/markers", arrays.append,
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    assert wait_for(lambda: arrays)
+    markers = arrays[-1].markers
+    assert markers[0].action == Marker.DELETEALL
+    by_ns: dict[str, list] = {}
+    for m in markers[1:]:
+        by_ns.setdefault(m.ns, []).append(m)
+        assert m.header.frame_id == "odom"
+    chair = by_ns["chairs"]
+    assert len(chair) == 6 and all(m.type == Marker.CUBE for m in chair)
+    target = sim.sim.monitor.target_xy
+    assert np.mean([m.pose.position.x for m in chair]) == pytest.approx(target[0], abs=0.3)
+    assert np.mean([m.pose.position.y for m in chair]) == pytest.approx(target[1], abs=0.3)
+    assert len(by_ns["obstacles"]) > 0 and all(m.type == Marker.CYLINDER for m in by_ns["obstacles"])
+    path = by_ns["path"][0]
+    assert path.type == Marker.LINE_STRIP and len(path.points) > 10
+    end = listener.got["odom"][-1].pose.pose.position
+    assert wait_for(lambda: listener.got["odom"])
+    assert abs(path.points[-1].x - end.x) < 0.05 and abs(path.points[-1].y - end.y) < 0.05  # to the end
+    assert wait_for(lambda: any(s.name == f"/{ns}/sim_node: simulator" for s in diagnostics))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, ax = plt.subplots()
+    draw(arrays[-1], ax)
+    figure.savefig(tmp_path / "markers.png")
+    assert len(ax.patches) >= 6 + len(by_ns["obstacles"]) and len(ax.lines) == 1

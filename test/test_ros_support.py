@@ -7,13 +7,14 @@ deadline; nothing sleeps a fixed time hoping that discovery has finished.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+
+from liquid_pilot.ros.spin import Background
 
 TIMEOUT = 10.0  # s: discovery, services and messages all arrive well within this
 
@@ -43,10 +44,9 @@ class Ros:
         rclpy.init()
         # One thread: rclpy's multi-threaded executor was seen spinning hot (a core at 100%, the test thread
         # starved of the GIL); the nodes under test run their own threads where they need them.
-        self.executor = SingleThreadedExecutor()
+        self.background = Background(SingleThreadedExecutor())
+        self.executor = self.background.executor
         self.nodes: list[Node] = []
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
         return self
 
     def add(self, node: Node) -> Node:
@@ -59,16 +59,14 @@ class Ros:
         return self.add(rclpy.create_node(name, namespace=namespace))
 
     def remove(self, node: Node) -> None:
-        self.executor.remove_node(node)
         self.nodes.remove(node)
-        node.destroy_node()
+        self.background.remove(node)
 
     def __exit__(self, *exc: object) -> None:
-        self.executor.shutdown()
+        self.background.stop()
         for node in reversed(self.nodes):
             node.destroy_node()
         rclpy.shutdown()
-        self.thread.join(TIMEOUT)
 
 
 def call(node: Node, srv_type: type, name: str, request: object) -> object:

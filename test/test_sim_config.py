@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from liquid_pilot.sim.config import InjectConfig, SceneConfig, Scenario, ScenarioError, SimConfig, TaskConfig, \
-    list_hard, list_scenarios, list_validation, load_scenario
+    list_hard, list_scenarios, list_training, list_validation, load_scenario
 
 EXPECTED = {"forest_summer", "forest_autumn", "forest_winter", "urban", "range", "rotated_target",
             "occluded_target", "moving_target", "hike", "distractors", "image_noise", "dark", "bright", "blur",
@@ -48,6 +48,30 @@ def test_the_hard_tier_loads_and_never_overlaps_the_other_conditions() -> None:
         assert min(abs(low), abs(high)) >= 90
     assert load_scenario("hard_hike").task.targets > load_scenario("hike").task.targets
     assert load_scenario("hard_dense").scene.obstacles > load_scenario("forest_summer").scene.obstacles
+
+
+def test_training_only_scenarios_join_no_group_of_conditions() -> None:
+    from liquid_pilot.eval.evaluate import resolve_conditions
+
+    training = set(list_training())
+    assert {"search_left", "search_right"} <= training
+    assert not training & (set(list_scenarios()) | set(list_validation()) | set(list_hard()))
+    assert not training & set(resolve_conditions(["all", "ood", "validation", "hard"]))
+    for name in training:  # loadable by name, for collect
+        scenario = load_scenario(name)
+        assert scenario.name == name and scenario.description.startswith("Training only")
+    assert load_scenario("search_left").task.start_distance == load_scenario("forest_summer").task.start_distance
+
+
+def test_the_search_validation_conditions_start_out_of_view_and_differ_from_the_hard_tier() -> None:
+    hard = {name: load_scenario(name).task for name in ("hard_behind_left", "hard_behind_right")}
+    for name in ("search_far_left", "search_far_right"):
+        assert name in list_validation()
+        task = load_scenario(name).task
+        low, high = task.start_bearing_deg
+        assert min(abs(low), abs(high)) > 40  # beyond the camera's half field of view: search first
+        assert all((task.start_distance, task.start_bearing_deg) != (h.start_distance, h.start_bearing_deg)
+                   for h in hard.values())
 
 
 def test_the_default_scenario_is_the_training_distribution() -> None:

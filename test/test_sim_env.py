@@ -1,11 +1,10 @@
 """The gymnasium environment, the trained-pilot policy and the `liquid-pilot sim` command."""
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium
 import numpy as np
 import pytest
+from cli_support import cli
 from gymnasium.utils.env_checker import check_env
 
 import liquid_pilot.sim  # noqa: F401  (registers LiquidPilot-v0)
@@ -13,7 +12,7 @@ from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import fly
-from liquid_pilot.sim.pilots import PilotPolicy
+from liquid_pilot.harness.pilots import PilotPolicy
 from liquid_pilot.sim.world import Simulator
 
 
@@ -58,11 +57,6 @@ def test_a_trained_pilot_checkpoint_flies_an_episode(tmp_path: Path) -> None:
     wide = Simulator(load_scenario("forest_summer").with_overrides({"sim.image_width": 96, "task.timeout_s": 1.0}))
     policy.check(wide)
     assert fly(wide, policy, seed=0).steps >= 10
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_sim_command_prints_metrics_and_writes_video_and_plot(tmp_path: Path) -> None:

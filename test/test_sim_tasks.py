@@ -123,3 +123,50 @@ def test_hike_removes_visited_targets() -> None:
     fly(sim, ExpertPolicy(), 6, on_step=lambda s, o, c: seen.append(s.monitor.index))
     assert sorted(set(seen)) == [0, 1, 2] and seen == sorted(seen)
     assert math.isclose(sim.scene.solids.boxes[sim.chairs[0][1]][0], 1e3)
+
+
+def _labels(name: str, policy: ExpertPolicy, seed: int, **overrides: object) -> tuple[EpisodeResult, list]:
+    scenario = load_scenario(name)
+    sim = Simulator(scenario.with_overrides(overrides) if overrides else scenario)
+    steps: list = []
+
+    def record(s: Simulator, o: Observation, c: np.ndarray) -> None:
+        steps.append((policy.label.copy(), c.copy(), s.camera.in_view(s.state, s.monitor.target)))
+
+    return fly(sim, policy, seed, on_step=record), steps
+
+
+def test_the_search_rule_never_acts_when_the_chair_starts_in_view() -> None:
+    plain, plain_steps = _labels("forest_summer", ExpertPolicy(0.2, seed=3), 3)
+    searching, search_steps = _labels("forest_summer", ExpertPolicy(0.2, seed=3, search="left"), 3)
+    assert plain.success and plain.trajectory == searching.trajectory
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain_steps, search_steps))
+
+
+@pytest.mark.parametrize("search,sign", [("left", 1.0), ("right", -1.0)])
+def test_the_search_rule_turns_one_way_until_the_chair_is_first_seen(search: str, sign: float) -> None:
+    # The chair 120-150 degrees to the right: the privileged expert turns right (the shortest way), the
+    # search rule turns `search`'s way on the spot until the chair comes into view, then flies to it.
+    result, steps = _labels("search_right", ExpertPolicy(search=search), 5, **{"task.start_bearing_deg": [-150, -120]})
+    assert result.success
+    first = next(i for i, (_, _, seen) in enumerate(steps) if seen)
+    assert first > 10  # it had to search
+    for label, flown, _ in steps[:first]:
+        assert label[3] == pytest.approx(sign * 1.0) and label[0] == 0.0 and np.array_equal(label, flown)
+    assert max(label[0] for label, _, _ in steps[first:]) > 0.3  # then the usual expert: it approaches
+    behind = {"task.start_bearing_deg": [-150, -120]}
+    privileged, privileged_steps = _labels("search_right", ExpertPolicy(), 5, **behind)
+    assert privileged.success and privileged_steps[0][0][3] < 0  # the shortest way: right
+    with pytest.raises(ValueError, match="search must be one of left, right or None, got 'up'"):
+        ExpertPolicy(search="up")
+
+
+def test_a_driver_flies_while_the_expert_labels() -> None:
+    # DAgger: the driver's command is flown (here, turning on the spot), the label is the expert's correction.
+    driver = Constant([0.0, 0.0, 0.0, 0.5])
+    policy = ExpertPolicy(driver=driver)
+    result, steps = _labels("forest_summer", policy, 2, **{"task.timeout_s": 3.0})
+    assert result.reason == "timeout" and result.path_length < 0.5  # the expert would have reached the chair
+    assert all(np.array_equal(flown, [0.0, 0.0, 0.0, 0.5]) for _, flown, _ in steps)
+    assert any(label[0] > 0.2 for label, _, _ in steps)  # the expert asked to fly forward
+    assert any(label[3] < -0.2 for label, _, _ in steps[10:])  # and to turn back toward the chair

@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 
 from liquid_pilot.flight.conventions import FRD_COMMAND_SIGNS, FRD_VECTOR_SIGNS
+from liquid_pilot.flight.types import Command
 
 Vector = tuple[float, float, float]
-Command = tuple[float, float, float, float]  # (vx, vy, vz, yaw_rate): the order of flight.gate.Command
 
 
 def wrap(angle: float) -> float:
@@ -83,6 +83,55 @@ def deg_to_rad(value: float) -> float:
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     """Heading (rotation about the world's vertical axis) of an orientation quaternion, in its own world frame."""
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+# Attitudes. Quaternions are (x, y, z, w), as ROS writes them; MAVLink's ATTITUDE_QUATERNION is (w, x, y, z).
+Quaternion = tuple[float, float, float, float]
+_NED_TO_ENU: Quaternion = (math.sqrt(0.5), math.sqrt(0.5), 0.0, 0.0)  # rotates NED axes onto ENU ones
+_FLU_TO_FRD: Quaternion = (1.0, 0.0, 0.0, 0.0)  # 180 degrees about x
+
+
+def quaternion_multiply(a: Quaternion, b: Quaternion) -> Quaternion:
+    """Hamilton product ``a * b`` of (x, y, z, w) quaternions: rotate by ``b``, then by ``a``."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
+
+
+def attitude_ned_to_enu(w: float, x: float, y: float, z: float) -> Quaternion:
+    """Convert MAVLink's attitude (body FRD -> world NED, (w, x, y, z)) to ROS's (body FLU -> ENU, (x, y, z, w)).
+
+    REP-103: ``q_enu_flu = q_enu_ned * q_ned_frd * q_frd_flu``; the result is normalised and has w >= 0.
+    """
+    q = quaternion_multiply(quaternion_multiply(_NED_TO_ENU, (x, y, z, w)), _FLU_TO_FRD)
+    norm = math.sqrt(sum(v * v for v in q)) or 1.0
+    sign = -1.0 if q[3] < 0 else 1.0
+    return tuple(sign * v / norm for v in q)
+
+
+def rotate(q: Quaternion, v: Vector) -> Vector:
+    """Rotate vector ``v`` by the (x, y, z, w) quaternion ``q`` (a body vector into the world frame)."""
+    x, y, z, w = q
+    vx, vy, vz = v
+    # v + 2 w (u x v) + 2 u x (u x v), u = (x, y, z)
+    cx, cy, cz = y * vz - z * vy, z * vx - x * vz, x * vy - y * vx
+    return (vx + 2.0 * (w * cx + y * cz - z * cy), vy + 2.0 * (w * cy + z * cx - x * cz),
+            vz + 2.0 * (w * cz + x * cy - y * cx))
+
+
+def unrotate(q: Quaternion, v: Vector) -> Vector:
+    """Rotate a world vector into the body frame of attitude ``q``: the inverse of ``rotate``."""
+    return rotate((-q[0], -q[1], -q[2], q[3]), v)
+
+
+# Units of MAVLink's scaled sensor messages.
+STANDARD_GRAVITY = 9.80665  # m/s^2 per g
+
+
+def milli_g_to_accel(value: float) -> float:
+    """SCALED_IMU's acceleration (mG) -> m/s^2."""
+    return value * STANDARD_GRAVITY / 1000.0
 
 
 # Commands: body FLU (the pilot's) -> what each stack takes, and back (the simulated vehicle's side).

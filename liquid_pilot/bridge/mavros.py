@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from liquid_pilot.bridge.conversions import Command, Vector, command_to_enu, yaw_from_quaternion
 from liquid_pilot.bridge.supervisor import Backend, Telemetry
-from liquid_pilot.flight.gate import Log
+from liquid_pilot.flight.types import Log
 
 FRAMES = {"world": "map", "body": "base_link"}  # frame -> the TwistStamped's frame_id
 
@@ -29,6 +29,8 @@ Publish = Callable[[Vector, float, str], None]  # linear (m/s), angular z (rad/s
 
 
 class MavrosBackend(Backend):
+    """MAVROS's setpoint and pose topics (the ROS wiring is bridge_node's)."""
+
     name = "mavros"
     rate = 20.0
     can_switch = can_arm = can_kill = False

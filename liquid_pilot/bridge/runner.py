@@ -2,20 +2,27 @@
 
 Ticks are due on a fixed schedule (absolute deadlines, so the rate does not drift with the tick's own
 duration); after a stall longer than a period the schedule restarts instead of bursting to catch up.
+Between ticks the thread waits on the backend's link (``Backend.fileno``) and reads what arrives at once
+(``Supervisor.pump``), so telemetry samples (the IMU at 100-200 Hz) go out as they come, not in bursts.
 An exception in a tick is logged once per burst and the stream goes on. ``stop`` runs the supervisor's
 shutdown (hover, then land or stop) and keeps ticking until it is done or the time is up.
 """
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable
 
 from liquid_pilot.bridge.supervisor import Supervisor
-from liquid_pilot.flight.gate import Log
+from liquid_pilot.flight.types import Log
+
+PUMP_GAP_S = 0.002  # s: at most one read of the link per 2 ms between ticks
 
 
 class Runner:
+    """The keep-alive thread: ticks the supervisor at the stack's rate and reads the link between ticks."""
+
     def __init__(self, supervisor: Supervisor, rate: float, log: Log | None = None,
                  timer: Callable[[], float] = time.monotonic):
         if not 1.0 <= rate <= 1000.0:
@@ -50,20 +57,41 @@ class Runner:
     def _loop(self) -> None:
         due = self.timer()
         while not self._stop.is_set():
-            try:
-                self.supervisor.tick()
-                self.ticks += 1
-                if self.errors:
-                    self.log("info", f"keep-alive ticks work again after {self.errors} failed")
-                    self.errors = 0
-            except Exception as exc:  # never let the stream die
-                if self.errors == 0:
-                    self.log("error", f"unexpected {type(exc).__name__} in the keep-alive tick: {exc} "
-                                      "(further failures are counted)")
-                self.errors += 1
+            self._guarded(self.supervisor.tick)
+            self.ticks += 1
             due += self.period
             delay = due - self.timer()
             if delay < -self.period:
                 due = self.timer()  # far behind (the process stalled): do not burst to catch up
-            elif delay > 0 and self._stop.wait(delay):
+            elif delay > 0 and self._wait(due):
                 break
+
+    def _wait(self, due: float) -> bool:
+        """Wait until ``due``, reading the link whenever it has data; True when asked to stop."""
+        fd = self.supervisor.backend.fileno()
+        while (delay := due - self.timer()) > 0:
+            if fd is None:
+                return self._stop.wait(delay)
+            try:
+                readable = select.select([fd], [], [], min(delay, self.period))[0]
+            except (OSError, ValueError):  # the link was closed under us: wait out the period
+                return self._stop.wait(delay)
+            if self._stop.is_set():
+                return True
+            if readable:
+                self._guarded(self.supervisor.pump)
+                if self._stop.wait(PUMP_GAP_S):  # a link that stays readable (EOF, a flood) cannot spin the core
+                    return True
+        return self._stop.is_set()
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+            if self.errors:
+                self.log("info", f"keep-alive ticks work again after {self.errors} failed")
+                self.errors = 0
+        except Exception as exc:  # never let the stream die
+            if self.errors == 0:
+                self.log("error", f"unexpected {type(exc).__name__} in the keep-alive tick: {exc} "
+                                  "(further failures are counted)")
+            self.errors += 1

@@ -13,7 +13,9 @@ States, in flight order::
 
 - ``wait_link``: no vehicle heard within ``link_timeout``, or no fresh position estimate;
 - ``wait_airborne`` (``auto_takeoff`` false, the default): the operator arms and takes off; the bridge
-  waits until the vehicle is armed and ``min_height`` above the take-off point;
+  waits until the vehicle is armed, ``min_height`` above the ground it took off from, no longer taking off
+  (the autopilot's landed state or take-off mode) and its climb has settled (vertical speed under
+  ``settle_speed`` for ``settle_s``), so the operator's take-off ends where the operator asked;
 - ``prime``: hover setpoints for ``prime_s`` before any mode switch (PX4 refuses offboard without a
   running stream);
 - ``switch``: the offboard/guided mode is requested and confirmed by the vehicle (refusal or
@@ -21,10 +23,22 @@ States, in flight order::
 - ``arm``, ``takeoff`` (``auto_takeoff``): arm, then climb to ``takeoff_height`` (by the autopilot's
   take-off command, or by climbing setpoints);
 - ``flying``: the pilot is enabled (``on_pilot(True)``) and its commands are forwarded;
-- ``stale``: no pilot command for ``command_timeout``: hover setpoints; fresh commands fly again;
-  still stale after ``stale_land_s``: land;
-- geofence (horizontal distance and height from the take-off point, the local frame's origin; speed):
-  ``fence_action`` hover (``hold``) or land; a lost link or position estimate holds too;
+- ``stale``: no pilot command for ``command_timeout``: hover; fresh commands fly again; still stale after
+  ``stale_land_s``: land;
+- geofence (horizontal distance from where the bridge took control, height above the ground the vehicle took
+  off from, speed): ``fence_action`` hover (``hold``) or land; a lost link or position estimate holds too;
+
+**References, every flight.** The autopilot's local origin is where its estimator started (ArduPilot: the
+first GPS fix, kept across flights; PX4: often a metre or two off the ground), not the take-off point. So the
+bridge keeps its own: the *ground* is the vehicle's height while it last stood on the ground (disarmed or
+landed), and the *take-over point* is where the bridge took control (recorded at every take-over). Heights
+(``min_height``, ``takeoff_height``, ``fence_height``, landing) are above the ground; the fence's radius is
+from the take-over point. A bridge started with the vehicle already in the air has seen no ground: heights
+are then from the autopilot's origin, said once in the log.
+
+**Hover holds a position.** Every hover (prime, hold, stale, the fence, shutdown) is a position setpoint at the
+point where it began, with the heading of that moment, on backends that can send one (MAVLink, MAVROS): a zero
+velocity drifts with the estimator's velocity error. Other backends (the Crazyflie) hover on a zero velocity.
 - ``taken_over``: the vehicle left our mode without being asked (the operator's RC or ground station):
   no more setpoints, pilot disabled;
 - ``shutdown``: hover for ``shutdown_hover_s``, then land (``shutdown_action: land``) or stop the stream.
@@ -38,11 +52,12 @@ import math
 import numbers
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from liquid_pilot.bridge.conversions import Command, Vector
-from liquid_pilot.flight.gate import ZERO, Log, ManualClock
+from liquid_pilot.flight.types import ZERO, Faults, Log, ManualClock
+from liquid_pilot.settings import Range, check_fields, setting
 
 Clock = Callable[[], int]
 
@@ -55,6 +70,7 @@ CONTROLLED = frozenset({PRIME, SWITCH, ARM, TAKEOFF, FLYING, STALE, HOLD, SHUTDO
 STREAMING = CONTROLLED | {LANDING}  # leaving these for a final state releases the vehicle
 AIRBORNE = frozenset({TAKEOFF, FLYING, STALE, HOLD, SHUTDOWN})  # ours to bring down on shutdown
 PILOT = frozenset({FLYING, STALE})  # the pilot is enabled
+HOVERS = frozenset({PRIME, SWITCH, STALE, HOLD, SHUTDOWN})  # hover at the point where they began
 
 
 @dataclass
@@ -69,7 +85,9 @@ class Telemetry:
     velocity: Vector | None = None  # m/s, ENU world
     yaw: float | None = None  # rad, ENU heading
     pose_stamp: int | None = None  # ns: when position last changed hands
-    landed: bool | None = None
+    landed: bool | None = None  # on the ground
+    landed_state: str | None = None  # on_ground, takeoff, in_air or landing, where the stack tells
+    taking_off: bool | None = None  # the autopilot's take-off is still under way (landed state or mode)
 
 
 @dataclass(frozen=True)
@@ -98,9 +116,20 @@ class Backend:
     def events(self) -> list[Event]:
         return []
 
+    holds_position = False  # hover by a position setpoint (``hold_position``); else by a zero velocity
+    on_sample: Callable[[Any], None] | None = None  # receives telemetry samples (``bridge.telemetry``) as they come
+
     def send(self, command: Command, now: int) -> None:
         """Send one body FLU setpoint (vx, vy, vz, yaw_rate)."""
         raise NotImplementedError
+
+    def hold_position(self, position: Vector, yaw: float, now: int) -> None:
+        """Send one setpoint holding ``position`` (ENU, the telemetry's local frame) and heading ``yaw`` (ENU)."""
+        self.send((0.0, 0.0, 0.0, 0.0), now)
+
+    def fileno(self) -> int | None:
+        """Return a descriptor that becomes readable when telemetry arrives (the keep-alive thread waits on it)."""
+        return None
 
     def request_control(self) -> None:
         raise NotImplementedError
@@ -126,74 +155,46 @@ class Backend:
 
 @dataclass
 class SupervisorConfig:
-    """The supervisor's settings; checked on construction, naming the bad value."""
+    """The supervisor's settings, each with its documentation and range (``bridge_node``'s parameters too)."""
 
-    link_timeout: float = 1.5
-    telemetry_timeout: float = 0.5
-    prime_s: float = 1.0
-    mode_timeout: float = 3.0
-    auto_takeoff: bool = False
-    takeoff_height: float = 1.0
-    takeoff_speed: float = 0.5
-    takeoff_timeout: float = 20.0
-    min_height: float = 0.3
-    command_timeout: float = 0.5
-    stale_land_s: float = 5.0
-    fence_radius: float = 10.0
-    fence_height: float = 5.0
-    fence_speed: float = 3.0
-    fence_action: str = "hover"
-    land_speed: float = 0.4
-    landed_height: float = 0.1
-    touchdown_s: float = 1.0
-    shutdown_action: str = "land"
-    shutdown_hover_s: float = 1.0
-
-    LIMITS = {"link_timeout": (0.1, 60.0), "telemetry_timeout": (0.05, 60.0), "prime_s": (0.0, 10.0),
-              "mode_timeout": (0.1, 60.0), "takeoff_height": (0.1, 100.0), "takeoff_speed": (0.05, 5.0),
-              "takeoff_timeout": (1.0, 600.0), "min_height": (0.0, 100.0), "command_timeout": (0.01, 10.0),
-              "stale_land_s": (0.0, 600.0), "fence_radius": (0.5, 10000.0), "fence_height": (0.2, 10000.0),
-              "fence_speed": (0.1, 100.0), "land_speed": (0.05, 5.0), "landed_height": (0.0, 10.0),
-              "touchdown_s": (0.0, 60.0), "shutdown_hover_s": (0.0, 60.0)}
-    CHOICES = {"fence_action": ("hover", "land"), "shutdown_action": ("land", "hover")}
-    HELP = {  # what each setting means (the node's parameter descriptions)
-        "link_timeout": "s without a message from the vehicle: link lost",
-        "telemetry_timeout": "s without a position estimate before holding (the geofence would be blind)",
-        "prime_s": "s of setpoints before the mode switch (PX4: about 1 s)",
-        "mode_timeout": "s to wait for the vehicle to confirm a mode switch, arming or landing",
-        "auto_takeoff": "arm and take off; false: the operator does, the bridge waits until airborne",
-        "takeoff_height": "m above the take-off point to climb to (auto_takeoff)",
-        "takeoff_speed": "m/s when climbing by setpoints",
-        "takeoff_timeout": "s to reach the take-off height",
-        "min_height": "m above the take-off point before the bridge takes control (auto_takeoff false)",
-        "command_timeout": "s without a pilot command before hovering (stale)",
-        "stale_land_s": "s of stale commands (hovering) before landing",
-        "fence_radius": "m: horizontal distance from the take-off point (the local frame's origin): geofence",
-        "fence_height": "m above the take-off point that breaches the geofence",
-        "fence_speed": "m/s: a faster vehicle breaches the geofence",
-        "fence_action": "on a geofence breach: hover (hold, pilot disabled) or land",
-        "land_speed": "m/s when landing by setpoints",
-        "landed_height": "m above the take-off point: touched down (landing by setpoints)",
-        "touchdown_s": "s of descent setpoints after touching down, before the stream stops",
-        "shutdown_action": ("land: hover shutdown_hover_s, then land; hover: hover, then stop the stream (the "
-                            "stack's own offboard-loss failsafe takes over)"),
-        "shutdown_hover_s": "s of hover before the shutdown action",
-    }
+    link_timeout: float = setting(1.5, "s without a message from the vehicle: link lost", Range(0.1, 60.0))
+    telemetry_timeout: float = setting(0.5, "s without a position estimate before holding (the geofence would be "
+                                            "blind)", Range(0.05, 60.0))
+    prime_s: float = setting(1.0, "s of setpoints before the mode switch (PX4: about 1 s)", Range(0.0, 10.0))
+    mode_timeout: float = setting(3.0, "s to wait for the vehicle to confirm a mode switch, arming or landing",
+                                  Range(0.1, 60.0))
+    auto_takeoff: bool = setting(False, "arm and take off; false: the operator does, the bridge waits until "
+                                        "airborne")
+    takeoff_height: float = setting(1.0, "m above the ground to climb to (auto_takeoff)", Range(0.1, 100.0))
+    takeoff_speed: float = setting(0.5, "m/s when climbing by setpoints", Range(0.05, 5.0))
+    takeoff_timeout: float = setting(20.0, "s to reach the take-off height", Range(1.0, 600.0))
+    min_height: float = setting(0.3, "m above the ground before the bridge takes control (auto_takeoff false)",
+                                Range(0.0, 100.0))
+    settle_s: float = setting(1.0, "s the operator's climb must have settled (vertical speed under settle_speed, "
+                                   "the autopilot's take-off finished) before the bridge takes control "
+                                   "(auto_takeoff false)", Range(0.0, 60.0))
+    settle_speed: float = setting(0.2, "m/s: vertical speed under which the operator's climb counts as settled",
+                                  Range(0.01, 10.0))
+    command_timeout: float = setting(0.5, "s without a pilot command before hovering (stale)", Range(0.01, 10.0))
+    stale_land_s: float = setting(5.0, "s of stale commands (hovering) before landing", Range(0.0, 600.0))
+    fence_radius: float = setting(10.0, "m: horizontal distance from where the bridge took control: geofence",
+                                  Range(0.5, 10000.0))
+    fence_height: float = setting(5.0, "m above the ground the vehicle took off from that breaches the geofence",
+                                  Range(0.2, 10000.0))
+    fence_speed: float = setting(3.0, "m/s: a faster vehicle breaches the geofence", Range(0.1, 100.0))
+    fence_action: str = setting("hover", "on a geofence breach: hover (hold, pilot disabled) or land",
+                                ("hover", "land"))
+    land_speed: float = setting(0.4, "m/s when landing by setpoints", Range(0.05, 5.0))
+    landed_height: float = setting(0.1, "m above the ground: touched down (landing by setpoints)", Range(0.0, 10.0))
+    touchdown_s: float = setting(1.0, "s of descent setpoints after touching down, before the stream stops",
+                                 Range(0.0, 60.0))
+    shutdown_action: str = setting("land", "land: hover shutdown_hover_s, then land; hover: hover, then stop the "
+                                           "stream (the stack's own offboard-loss failsafe takes over)",
+                                   ("land", "hover"))
+    shutdown_hover_s: float = setting(1.0, "s of hover before the shutdown action", Range(0.0, 60.0))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self.CHOICES:
-                if value not in self.CHOICES[f.name]:
-                    choices = ", ".join(self.CHOICES[f.name])
-                    raise ValueError(f"supervisor: {f.name} = {value!r} must be one of {choices}")
-            elif f.name == "auto_takeoff":
-                if not isinstance(value, bool):
-                    raise ValueError(f"supervisor: auto_takeoff = {value!r} must be true or false")
-            else:
-                low, high = self.LIMITS[f.name]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                    raise ValueError(f"supervisor: {f.name} = {value!r} must be a number in [{low}, {high}]")
+        check_fields(self, "supervisor: ")
         if self.takeoff_height >= self.fence_height:
             raise ValueError(f"supervisor: takeoff_height {self.takeoff_height} m must be below fence_height "
                              f"{self.fence_height} m")
@@ -221,13 +222,16 @@ class Supervisor:
         self.transitions = 0
         self.setpoints = 0  # setpoints sent
         self.last_setpoint: Command | None = None
-        # The geofence's take-off point: the local frame's origin, which PX4, ArduPilot and the Crazyflie's
-        # estimator put where the vehicle started (or a motion-capture or Lighthouse system's origin).
-        self.origin: Vector = (0.0, 0.0, 0.0)
+        # References of the current flight (module docstring): the ground's height in the local frame, seen
+        # while the vehicle stood on it, and where the bridge took control; the hover's point and heading.
+        self.ground: float | None = None
+        self.takeover: Vector | None = None
+        self.hold_point: tuple[Vector, float] | None = None
+        self._settled_since: int | None = None
         self.pilot_enabled = False
         self._command: Command = ZERO
         self._command_at = self.since
-        self._bad_commands = 0
+        self._refused = Faults(self.log)  # non-finite pilot commands, logged once per burst
         self._link = False
         self._link_lost_at: int | None = None
         self._landing_by_setpoints = False
@@ -245,16 +249,15 @@ class Supervisor:
         except TypeError:  # not a sequence
             values = ()
         with self._lock:
+            now = self.clock()
             if len(values) != 4 or len(command) != 4 or not all(math.isfinite(v) for v in values):
-                if self._bad_commands == 0:
-                    self.log("warn", f"refusing a pilot command that is not 4 finite numbers: {command!r} (more "
-                                     "are counted, not logged); the stream hovers when commands go stale")
-                self._bad_commands += 1
+                self._refused.raise_("bad_command", f"refusing a pilot command that is not 4 finite numbers: "
+                                                    f"{command!r} (more are counted, not logged); the stream hovers "
+                                                    "when commands go stale", now)
                 return
-            if self._bad_commands:
-                self.log("info", f"pilot commands are finite again after {self._bad_commands} refused")
-                self._bad_commands = 0
-            self._command, self._command_at = values, self.clock()
+            if "bad_command" in self._refused:
+                self._refused.clear(now, "pilot commands are finite again")
+            self._command, self._command_at = values, now
 
     def hold(self) -> tuple[bool, str]:
         """Hover in place with the pilot disabled (until ``resume`` or ``land``)."""
@@ -315,6 +318,7 @@ class Supervisor:
         with self._lock:
             t, now = self.telemetry, self.clock()
             height, distance, speed = self._height(), self._distance(), self._speed()
+            margin = None if distance is None else self.config.fence_radius - distance
             return {
                 "backend": self.backend.name, "state": self.state, "reason": self.reason,
                 "since": round((now - self.since) / 1e9, 3), "pilot_enabled": self.pilot_enabled,
@@ -322,6 +326,9 @@ class Supervisor:
                 "height": None if height is None else round(height, 3),
                 "distance": None if distance is None else round(distance, 3),
                 "speed": None if speed is None else round(speed, 3),
+                "fence_margin": None if margin is None else round(margin, 3),
+                "ground": None if self.ground is None else round(self.ground, 3),
+                "takeover": None if self.takeover is None else [round(v, 3) for v in self.takeover],
                 "setpoints": self.setpoints, "transitions": self.transitions,
             }
 
@@ -331,10 +338,16 @@ class Supervisor:
             now = self.clock()
             self.telemetry = self.backend.poll(now)
             self._watch_link(now)
+            self._watch_ground()
             for event in self.backend.events():
                 self._event(event)
             handler = getattr(self, f"_{self.state}")
             handler(now)
+
+    def pump(self) -> None:
+        """Read what the vehicle sent since the last call, between ticks (telemetry goes out as it arrives)."""
+        with self._lock:
+            self.telemetry = self.backend.poll(self.clock())
 
     # State handlers: each decides its transitions and what is sent this period.
     def _wait_link(self, now: int) -> None:
@@ -351,11 +364,26 @@ class Supervisor:
                                        f"{self.config.min_height} m")
 
     def _wait_airborne(self, now: int) -> None:
+        c, t = self.config, self.telemetry
         height = self._height()
         if not self._link or not self._pose_fresh():
             self._enter(WAIT_LINK, "link or position estimate lost")
-        elif self.telemetry.armed is not False and height is not None and height >= self.config.min_height:
-            self._enter(PRIME, f"airborne at {height:.2f} m")
+            return
+        if t.armed is False or height is None or height < c.min_height:
+            self._settled_since = None
+            return
+        if t.taking_off:
+            self._settled_since = None
+            self._note("taking_off", f"{height:.2f} m up, the autopilot's take-off still under way: waiting for it "
+                                     "to finish before taking control")
+            return
+        climb = None if t.velocity is None else t.velocity[2]
+        if climb is not None and abs(climb) > c.settle_speed:
+            self._settled_since = None
+            return
+        self._settled_since = self._settled_since if self._settled_since is not None else now
+        if now - self._settled_since >= c.settle_s * 1e9:
+            self._enter(PRIME, f"airborne at {height:.2f} m, climb settled")
             self._prime(now)
 
     def _prime(self, now: int) -> None:
@@ -363,12 +391,12 @@ class Supervisor:
             self._enter(WAIT_LINK, "link lost before taking control")
             return
         if now - self.since < self.config.prime_s * 1e9:
-            self._send(ZERO, now)
+            self._hover(now)
         elif self.backend.can_switch:
             self._enter(SWITCH, f"setpoint stream running for {self.config.prime_s} s")
             self._switch(now)
         else:
-            self._send(ZERO, now)
+            self._hover(now)
             self._note("operator_mode", f"{self.backend.name}: the bridge cannot set the flight mode; the operator "
                                         "switches to offboard/guided on the RC or ground station (the stream runs)")
             self._after_switch(now)
@@ -376,7 +404,7 @@ class Supervisor:
     def _switch(self, now: int) -> None:
         if self._controlled_check(now, mode=False):
             return
-        self._send(ZERO, now)
+        self._hover(now)
         if self.telemetry.in_control:
             self._after_switch(now)
         elif now - self.since > self.config.mode_timeout * 1e9:
@@ -415,7 +443,7 @@ class Supervisor:
             return
         if now - self._command_at > self.config.command_timeout * 1e9:
             self._enter(STALE, f"no pilot command for {self.config.command_timeout} s: hovering")
-            self._send(ZERO, now)
+            self._hover(now)
             return
         self._send(self._command, now)
 
@@ -429,17 +457,17 @@ class Supervisor:
             self._enter(LANDING, f"pilot commands stale for {self.config.stale_land_s} s")
             self._landing(now)
         else:
-            self._send(ZERO, now)
+            self._hover(now)
 
     def _hold(self, now: int) -> None:
         if self._controlled_check(now, hold=False):
             return
-        self._send(ZERO, now)
+        self._hover(now)
 
     def _shutdown(self, now: int) -> None:
         if self._controlled_check(now, hold=False):
             return
-        self._send(ZERO, now)
+        self._hover(now)
         if now - self.since >= self.config.shutdown_hover_s * 1e9:
             if self.config.shutdown_action == "land":
                 self._enter(LANDING, "shutting down: landing")
@@ -490,7 +518,7 @@ class Supervisor:
             return True
         if hold and not self._pose_fresh():
             self._enter(HOLD, f"no position estimate for {self.config.telemetry_timeout} s: hovering, pilot disabled")
-            self._send(ZERO, now)
+            self._send(ZERO, now)  # nowhere to hold: a zero velocity
             return True
         return False
 
@@ -499,9 +527,9 @@ class Supervisor:
         distance, height, speed = self._distance(), self._height(), self._speed()
         breach = None
         if distance is not None and distance > c.fence_radius:
-            breach = f"{distance:.2f} m from the take-off point (fence_radius {c.fence_radius} m)"
+            breach = f"{distance:.2f} m from where the bridge took control (fence_radius {c.fence_radius} m)"
         elif height is not None and height > c.fence_height:
-            breach = f"{height:.2f} m above the take-off point (fence_height {c.fence_height} m)"
+            breach = f"{height:.2f} m above the ground (fence_height {c.fence_height} m)"
         elif speed is not None and speed > c.fence_speed:
             breach = f"flying at {speed:.2f} m/s (fence_speed {c.fence_speed} m/s)"
         if breach is None:
@@ -512,7 +540,7 @@ class Supervisor:
             self._landing(now)
         else:
             self._enter(HOLD, f"geofence: {breach}: hovering, pilot disabled")
-            self._send(ZERO, now)
+            self._hover(now)
         return True
 
     # Helpers.
@@ -527,6 +555,14 @@ class Supervisor:
         self.transitions += 1
         if state in PILOT and previous not in PILOT:
             self._command, self._command_at = ZERO, now  # commands from before the enable never fly
+        if state == PRIME:
+            self.takeover = self.telemetry.position  # the fence's centre for this flight
+            if self.takeover is not None:
+                self.log("info", "take-over point (the fence's centre): " +
+                         ", ".join(f"{v:.2f}" for v in self.takeover) + " m in the autopilot's local frame (ENU)")
+        if state in HOVERS and not (state == SWITCH and previous == PRIME):
+            p, yaw = self.telemetry.position, self.telemetry.yaw
+            self.hold_point = None if p is None or yaw is None else (p, yaw)
         self._entry_action(state)
         level = "warn" if state in (HOLD, STALE, FAILED, TAKEN_OVER, ESTOP) or "geofence" in reason else "info"
         self.log(level, f"{previous} -> {state}: {reason}")
@@ -559,6 +595,9 @@ class Supervisor:
                 self._landing_accepted = True
                 self.on_status(self.status())
             return
+        if event.what == "link":  # the backend gave up opening its link
+            self._enter(FAILED, f"no link: {event.detail}")
+            return
         refused = f"vehicle refused {event.what}: {event.detail or 'no reason given'}"
         if event.what == "control" and self.state == SWITCH:
             self._enter(FAILED, refused)
@@ -586,17 +625,48 @@ class Supervisor:
                 self.log("warn", f"link to the vehicle lost: nothing heard for {self.config.link_timeout} s")
             self._link = link
 
+    def _watch_ground(self) -> None:
+        """Keep the ground's height up to date while the vehicle stands on it.
+
+        The landed state says so where the stack sends it (at 10-20 Hz); else being disarmed, which the 1 Hz
+        heartbeat reports up to a second late (a vehicle climbing at once would move the ground up).
+        """
+        t = self.telemetry
+        on_ground = t.landed if t.landed is not None else t.armed is False
+        if t.position is not None and on_ground and self._pose_fresh():
+            self.ground = t.position[2]
+
+    def _hover(self, now: int) -> None:
+        """Hold the hover's point where the backend can; else a zero velocity."""
+        if self.backend.holds_position and self.hold_point is not None:
+            self.backend.hold_position(*self.hold_point, now)
+            self.setpoints += 1
+            self.last_setpoint = ZERO
+        else:
+            self._send(ZERO, now)
+
     def _pose_fresh(self) -> bool:
         stamp = self.telemetry.pose_stamp
         return stamp is not None and 0 <= self.clock() - stamp <= self.config.telemetry_timeout * 1e9
 
     def _height(self) -> float | None:
+        """Height above the ground of this flight (module docstring), or above the autopilot's origin without one."""
         p = self.telemetry.position
-        return None if p is None else p[2] - self.origin[2]
+        if p is None:
+            return None
+        if self.ground is None:
+            self._note("no_ground", "the vehicle has not been seen on the ground (the bridge started with it in the "
+                                    "air): heights are measured from the autopilot's local origin")
+            return p[2]
+        return p[2] - self.ground
 
     def _distance(self) -> float | None:
+        """Horizontal distance from the take-over point (the autopilot's origin before the first take-over)."""
         p = self.telemetry.position
-        return None if p is None else math.hypot(p[0] - self.origin[0], p[1] - self.origin[1])
+        if p is None:
+            return None
+        centre = self.takeover or (0.0, 0.0, 0.0)
+        return math.hypot(p[0] - centre[0], p[1] - centre[1])
 
     def _speed(self) -> float | None:
         v = self.telemetry.velocity

@@ -12,11 +12,17 @@ the pilot does. Backends (``backend``):
 - ``crazyflie``: cflib on ``uri`` (hover setpoints; vz integrated into a height).
 
 Topics: ``cmd_vel`` (TwistStamped or Twist, reliable) in; ``~/status`` (std_msgs/String, JSON, latched:
-every transition) out. Services (std_srvs/Trigger): ``~/hold`` (hover, pilot disabled), ``~/resume``,
-``~/land``, ``~/estop`` (motors off where the stack allows). The pilot is enabled and disabled through
-its ``~/enable`` (``pilot_enable_service``). Ctrl-C or SIGTERM: hover, then land (``shutdown_action``),
-waiting up to ``shutdown_timeout``. The bridge runs on the steady clock, never simulated time: the
-keep-alive is real.
+every transition) and ``/diagnostics`` (link, mode, armed, take-over, geofence margin, battery, setpoint
+rate: ``liquid_pilot.ros.diagnostics.bridge_report``) out; and the flight controller's telemetry (mavlink and
+crazyflie backends; MAVROS publishes its own): ``imu/data`` (sensor_msgs/Imu, REP-145: ``base_link`` FLU, the
+accelerometer with gravity, the attitude as orientation), ``odom`` (nav_msgs/Odometry, REP-105: ``odom`` ->
+``base_link``, position ENU from the autopilot's local origin, twist in the body frame FLU) and ``battery``
+(sensor_msgs/BatteryState), each stamped with the time of measurement on this computer's clock
+(``bridge.telemetry``), best effort (sensor data) but the battery (reliable, latched). Services
+(std_srvs/Trigger): ``~/hold`` (hover, pilot disabled), ``~/resume``, ``~/land``, ``~/estop`` (motors off
+where the stack allows). The pilot is enabled and disabled through its ``~/enable``
+(``pilot_enable_service``). Ctrl-C or SIGTERM: hover, then land (``shutdown_action``), waiting up to
+``shutdown_timeout``. The bridge runs on the steady clock, never simulated time: the keep-alive is real.
 """
 from __future__ import annotations
 
@@ -27,35 +33,25 @@ from dataclasses import fields
 from typing import Any
 
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
+from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import BatteryState, Imu
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from liquid_pilot.bridge.conversions import Vector
 from liquid_pilot.bridge.runner import Runner
-from liquid_pilot.bridge.supervisor import Backend, Supervisor, SupervisorConfig
-from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.bridge.supervisor import STREAMING, Backend, Supervisor, SupervisorConfig
+from liquid_pilot.bridge.telemetry import BatterySample, ImuSample, OdometrySample, Sample
+from liquid_pilot.ros.convert import battery_message, imu_message, odometry_message, time_msg
+from liquid_pilot.ros.diagnostics import ERROR, QosProblems, Reporter, bridge_report
+from liquid_pilot.ros.params import Param, declare_parameters, params_from
 from liquid_pilot.ros.spin import run
 
 BACKENDS = ("mavlink", "mavros", "crazyflie")
-
-
-def _supervisor_parameters() -> tuple[Param, ...]:
-    """Return the supervisor's settings as parameters: names, defaults, ranges and help from ``SupervisorConfig``."""
-    out = []
-    for f in fields(SupervisorConfig):
-        help_ = SupervisorConfig.HELP[f.name]
-        if f.name in SupervisorConfig.CHOICES:
-            out.append(Param(f.name, f.default, help_, choices=SupervisorConfig.CHOICES[f.name]))
-        elif isinstance(f.default, bool):
-            out.append(Param(f.name, f.default, help_))
-        else:
-            low, high = SupervisorConfig.LIMITS[f.name]
-            out.append(Param(f.name, float(f.default), help_, low=low, high=high))
-    return tuple(out)
 
 
 PARAMETERS = (
@@ -70,6 +66,19 @@ PARAMETERS = (
     Param("target_component", 1, "mavlink: the autopilot's component id", low=1, high=255),
     Param("source_system", 255, "mavlink: this bridge's system id", low=1, high=255),
     Param("source_component", 191, "mavlink: this bridge's component id (191: onboard computer)", low=1, high=255),
+    Param("imu_rate", 200.0, "mavlink: Hz of HIGHRES_IMU (or SCALED_IMU) asked of the autopilot for imu/data; lower "
+          "it on a slow radio link (57600 baud carries about 60 Hz); 0: none", low=0.0, high=1000.0),
+    Param("odom_rate", 30.0, "mavlink: Hz of LOCAL_POSITION_NED asked of the autopilot for odom (at least 20)",
+          low=0.0, high=200.0),
+    Param("connect_timeout", 0.0, "s a link is tried before giving up (mavlink tcp: every second; crazyflie: "
+          "backing off to every 10 s); 0: for ever", low=0.0, high=86400.0),
+    Param("signing_key_file", "", "mavlink: MAVLink 2 signing key, a file of 32 bytes or 64 hex digits; empty: none"),
+    Param("signing_passphrase", "", "mavlink: MAVLink 2 signing key as a passphrase (hashed as MAVProxy's `signing "
+          "setup` does); empty: none"),
+    Param("require_signing", False, "mavlink: refuse unsigned messages from the vehicle (needs a key)"),
+    Param("telemetry", True, "publish the flight controller's imu/data, odom and battery (mavlink, crazyflie)"),
+    Param("base_frame", "base_link", "frame_id of imu/data and child_frame_id of odom (the body, FLU)"),
+    Param("odom_frame", "odom", "frame_id of odom (the autopilot's local frame, ENU)"),
     Param("mavros_namespace", "mavros", "mavros: the namespace of its topics"),
     Param("mavros_frame", "world", "mavros: world (ENU, MAVROS's default) or body (its mav_frame set to BODY_NED)",
           choices=("world", "body")),
@@ -82,15 +91,23 @@ PARAMETERS = (
           "the bridge starts and stops flying it); empty: none"),
     Param("shutdown_timeout", 30.0, "s that Ctrl-C waits for the shutdown (hover, then land) before the stream "
           "stops", low=0.0, high=600.0),
-    *_supervisor_parameters(),
+    *params_from(SupervisorConfig),
 )
 
 
 class BridgeNode(Node):
+    """Carries the pilot's cmd_vel to a flight stack (PX4, ArduPilot, MAVROS, Crazyflie) under a supervisor.
+
+    The supervisor (``liquid_pilot.bridge.supervisor``) decides take-over, hold, stale, fence and landing; the
+    backend speaks the stack's protocol; the node publishes the vehicle's telemetry and status.
+    """
+
     def __init__(self, crazyflie: Any = None, **kwargs) -> None:
         """``crazyflie``: a cflib Crazyflie to use instead of opening ``uri`` (tests pass one on a fake link)."""
         super().__init__("bridge_node", **kwargs)
         self.params = p = declare_parameters(self, PARAMETERS)
+        self.qos = QosProblems(self)
+        self.battery: BatterySample | None = None  # the latest battery reading (mavlink, crazyflie)
         config = SupervisorConfig(**{f.name: p[f.name] for f in fields(SupervisorConfig)})
         self._status_pub = self.create_publisher(String, "~/status", QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -98,13 +115,17 @@ class BridgeNode(Node):
             if p["pilot_enable_service"] else None
         self._pilot_warned = False
         self.backend = self._make_backend(crazyflie)
+        if p["telemetry"] and p["backend"] != "mavros":
+            self._telemetry_publishers()
         rate = p["rate"] or self.backend.rate
         self.supervisor = Supervisor(self.backend, config, time.monotonic_ns, self._log, self._on_pilot,
                                      self._on_status)
         self.get_logger().info(f"bridge: {self.backend.name} at {rate:g} Hz")
         command_cls = TwistStamped if p["command_type"] == "twist_stamped" else Twist
-        self.create_subscription(command_cls, "cmd_vel", self._on_command, QoSProfile(depth=10),
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        commands = QoSProfile(depth=10)
+        self.create_subscription(command_cls, "cmd_vel", self._on_command, commands,
+                                 callback_group=MutuallyExclusiveCallbackGroup(),
+                                 event_callbacks=self.qos.callbacks(self.resolve_topic_name("cmd_vel"), commands))
         services = MutuallyExclusiveCallbackGroup()
         for name, request in (("hold", self.supervisor.hold), ("resume", self.supervisor.resume),
                               ("land", self.supervisor.land), ("estop", self.supervisor.estop)):
@@ -112,16 +133,40 @@ class BridgeNode(Node):
         self._on_status(self.supervisor.status())
         self.runner = Runner(self.supervisor, rate, self._log)
         self.runner.start()
+        self._setpoint_samples: list[tuple[float, int]] = []  # (monotonic s, setpoints sent): the measured rate
+        link = {"mavlink": p["address"], "crazyflie": p["uri"], "mavros": p["mavros_namespace"]}[p["backend"]]
+        self.diagnostics = Reporter(self, "bridge", f"{self.backend.name} {link}", self._diagnostics)
+
+    def _diagnostics(self):
+        """Return the bridge's /diagnostics report, from the supervisor's status and the vehicle's telemetry."""
+        status = self.supervisor.status()
+        now = time.monotonic()
+        samples = self._setpoint_samples
+        samples.append((now, status["setpoints"]))
+        while len(samples) > 2 and now - samples[0][0] > 1.0:
+            samples.pop(0)
+        span = samples[-1][0] - samples[0][0]
+        rate = (samples[-1][1] - samples[0][1]) / span if span > 0.5 else None
+        c = self.supervisor.config
+        fence = {"radius": c.fence_radius, "height": c.fence_height, "speed": c.fence_speed}
+        expected = 1.0 / self.runner.period if status["state"] in STREAMING else 0.0
+        report = bridge_report(status, self.battery, fence, rate, expected)
+        for line in self.qos.lines():
+            report.level, report.message = ERROR, f"{report.message}; {line}"
+        return report
 
     def _make_backend(self, crazyflie: Any) -> Backend:
         p = self.params
         if p["backend"] == "mavlink":
-            from liquid_pilot.bridge.mavlink import MavlinkBackend
+            from liquid_pilot.bridge.mavlink import MavlinkBackend, signing_key
             return MavlinkBackend(p["address"], p["flavour"], p["target_system"], p["target_component"],
-                                  p["source_system"], p["source_component"], p["baud"], self._log)
+                                  p["source_system"], p["source_component"], p["baud"], self._log, p["imu_rate"],
+                                  p["odom_rate"], p["connect_timeout"],
+                                  signing_key(p["signing_key_file"], p["signing_passphrase"]), p["require_signing"])
         if p["backend"] == "crazyflie":
             from liquid_pilot.bridge.crazyflie import CrazyflieBackend
-            return CrazyflieBackend(p["uri"], crazyflie, time.monotonic_ns, self._log)
+            return CrazyflieBackend(p["uri"], crazyflie, time.monotonic_ns, self._log,
+                                    connect_timeout=p["connect_timeout"])
         from liquid_pilot.bridge.mavros import MavrosBackend
         ns = p["mavros_namespace"].rstrip("/")
         publisher = self.create_publisher(TwistStamped, f"{ns}/setpoint_velocity/cmd_vel", QoSProfile(depth=10))
@@ -145,6 +190,37 @@ class BridgeNode(Node):
         self.create_subscription(TwistStamped, f"{ns}/local_position/velocity_local", lambda m: backend.on_velocity(
             (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z)), sensors, callback_group=group)
         return backend
+
+    # Telemetry out.
+    def _telemetry_publishers(self) -> None:
+        sensors = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._imu_pub = self.create_publisher(Imu, "imu/data", sensors)
+        self._odom_pub = self.create_publisher(Odometry, "odom", sensors)
+        self._battery_pub = self.create_publisher(BatteryState, "battery", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.samples = {"imu": 0, "odom": 0, "battery": 0}
+        self.backend.on_sample = self._on_sample
+
+    def _stamp(self, monotonic_ns: int) -> Any:
+        """Return this node's clock at the moment of a sample stamped on the monotonic clock."""
+        return time_msg(max(0, self.get_clock().now().nanoseconds - (time.monotonic_ns() - monotonic_ns)))
+
+    def _on_sample(self, sample: Sample) -> None:
+        """Publish one telemetry sample (called on the keep-alive thread as the link delivers it)."""
+        p, stamp = self.params, self._stamp(sample.stamp)
+        if isinstance(sample, ImuSample):
+            self._imu_pub.publish(imu_message(sample.angular_velocity, sample.linear_acceleration, stamp,
+                                              p["base_frame"], sample.orientation))
+            self.samples["imu"] += 1
+        elif isinstance(sample, OdometrySample):
+            self._odom_pub.publish(odometry_message(sample.position, sample.orientation, sample.linear_velocity,
+                                                    sample.angular_velocity, stamp, p["odom_frame"], p["base_frame"]))
+            self.samples["odom"] += 1
+        elif isinstance(sample, BatterySample):
+            self.battery = sample  # the latest, for /diagnostics
+            self._battery_pub.publish(battery_message(sample.voltage, sample.current, sample.remaining, stamp,
+                                                      p["base_frame"]))
+            self.samples["battery"] += 1
 
     # Callbacks.
     def _on_command(self, msg: Twist | TwistStamped) -> None:
@@ -201,10 +277,15 @@ class BridgeNode(Node):
             except Exception:  # no spinning possible: the backends with their own links do not need it
                 executor = None
             while not self.supervisor.done and time.monotonic() < deadline:
-                if executor is not None:
-                    executor.spin_once(timeout_sec=0.05)
-                else:
-                    threading.Event().wait(0.05)
+                try:
+                    if executor is not None:
+                        executor.spin_once(timeout_sec=0.05)
+                        continue
+                except Exception:  # the landing goes on on the keep-alive thread whatever this says
+                    # rclpy's wait set can race another executor still letting go of this node (its QoS event
+                    # handlers: "wait set index too big"); spinning is only for telemetry over ROS (MAVROS).
+                    pass
+                threading.Event().wait(0.05)
             runner.stop(0.0)  # done, or out of time (it says so)
             if executor is not None:
                 executor.shutdown()

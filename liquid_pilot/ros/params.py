@@ -7,6 +7,8 @@ checks what ``--ros-args``, parameter files and ``parameter_overrides`` give it 
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from liquid_pilot.settings import SettingsError, coerce, read_yaml
+from liquid_pilot.settings import Range, SettingsError, coerce, read_yaml
 
 # Parameters rclpy itself declares or reads on every node.
 BUILTIN = ("use_sim_time", "start_type_description_service")
@@ -24,6 +26,8 @@ BUILTIN_PREFIXES = ("qos_overrides.",)
 
 @dataclass(frozen=True)
 class Param:
+    """One ROS parameter: name, default, documentation, and its range or choices, checked wherever it is set."""
+
     name: str
     default: bool | int | float | str | list[str]
     description: str
@@ -55,6 +59,30 @@ class Param:
         if self.choices and value not in self.choices:
             raise SettingsError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
         return value
+
+
+def params_from(config: type, names: Sequence[str] | None = None, read_only: bool = True) -> tuple[Param, ...]:
+    """Make parameters of a config dataclass's fields (``settings.setting``): the same names, defaults, text and range.
+
+    ``names`` chooses and orders the fields (default: all). So a node's parameter and the config field it feeds
+    are declared once, and ``ros2 param describe`` shows what the config checks.
+    """
+    by_name = {f.name: f for f in dataclasses.fields(config)}
+    out = []
+    for name in names or list(by_name):
+        f = by_name[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, int) and not isinstance(default, bool) and \
+                typing.get_type_hints(config)[name] is float:
+            default = float(default)
+        allowed, text = f.metadata.get("allowed"), f.metadata.get("help", "")
+        if isinstance(allowed, tuple):
+            out.append(Param(name, default, text, choices=allowed, read_only=read_only))
+        elif isinstance(allowed, Range) and allowed.low is not None and allowed.high is not None:
+            out.append(Param(name, default, text, low=allowed.low, high=allowed.high, read_only=read_only))
+        else:
+            out.append(Param(name, default, text, read_only=read_only))
+    return tuple(out)
 
 
 def check_parameter_files(args: Sequence[str]) -> None:

@@ -38,6 +38,8 @@ DEPTH = 100
 
 
 class PlayerNode(Node):
+    """Plays any bag liquid_pilot reads with its original timing (times ``rate``), optionally with /clock."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("player_node", **kwargs)
         self.params = p = declare_parameters(self, PARAMETERS)

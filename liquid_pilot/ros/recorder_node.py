@@ -11,13 +11,15 @@ Messages are written in small MCAP chunks, each on disk (flushed and synced) at 
 ``flush_period`` after its first message, so a recorder killed at any moment (SIGKILL, a
 battery pulled) loses at most that much: the open file lacks only its index, and
 ``liquid-pilot`` reads it as it is (``bag reindex`` rewrites the metadata). Ctrl-C and SIGTERM
-close the bag completely. Under use_sim_time, messages that arrive before the first /clock (it is
-best effort, and it races the first messages) are held in memory and filed under the first
-simulated time the node hears; a warning says so if none comes, and what never got a time
+close the bag completely. ``/diagnostics`` reports messages, bytes, what was not recorded and the disk's
+free space (``liquid_pilot.ros.diagnostics.recorder_report``). Under use_sim_time, messages that arrive
+before the first /clock (it is best effort, and it races the first messages) are held in memory and
+filed under the first simulated time the node hears; a warning says so if none comes, and what never got a time
 (no /clock at all, or more than ``HOLD_BYTES`` waiting) is counted as not recorded.
 """
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import datetime
@@ -34,6 +36,7 @@ from liquid_pilot.data.mcap import McapWriter
 from liquid_pilot.data.storage import Topic, metadata_for, write_metadata
 from liquid_pilot.flight.codec import TYPESTORE
 from liquid_pilot.ros.bag import matching_qos, message_class, to_bag_qos
+from liquid_pilot.ros.diagnostics import QosProblems, Report, Reporter, recorder_report
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
 
@@ -54,6 +57,8 @@ HOLD_BYTES = 256 * 1024 * 1024  # at most this much message data waits for the f
 
 
 class RecorderNode(Node):
+    """Records chosen topics into one rosbag2 bag (MCAP, split, its metadata kept current; crash-safe)."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder_node", **kwargs)
         self.params = p = declare_parameters(self, PARAMETERS)
@@ -73,6 +78,8 @@ class RecorderNode(Node):
         self._closed = False
         self._skipped: set[str] = set()
         self.counts: dict[str, int] = {}
+        self.bytes = 0  # message bytes written
+        self.qos = QosProblems(self)
         self.unclocked = 0  # messages lost under use_sim_time for want of a /clock (beyond HOLD_BYTES, or none came)
         self._held: list[tuple[str, bytes]] = []  # (topic, data) that arrived before the first /clock, in order
         self._held_bytes = 0
@@ -85,6 +92,7 @@ class RecorderNode(Node):
         self.create_timer(min(0.1, p["flush_period"] / 2), self._tick, clock=steady)
         self._write_metadata()  # the folder is a (still empty) bag from the start
         self.get_logger().info(f"recording {', '.join(sorted(self._wanted))} into {self.output}")
+        self.diagnostics = Reporter(self, "recorder", str(self.output.resolve()), self._diagnostics)
         self._discover()
 
     @property
@@ -141,8 +149,9 @@ class RecorderNode(Node):
                 if self._writer is not None:
                     self._add_channel(topic)
                 self._write_metadata()
-            self.create_subscription(cls, topic, partial(self._on_message, topic), matching_qos(offered, DEPTH),
-                                     raw=True)
+            qos = matching_qos(offered, DEPTH)
+            self.create_subscription(cls, topic, partial(self._on_message, topic), qos, raw=True,
+                                     event_callbacks=self.qos.callbacks(topic, qos))
             self.get_logger().info(f"recording {topic} ({msgtype})")
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -166,6 +175,7 @@ class RecorderNode(Node):
             self._open_file(stamp)
         self._writer.write(self._channels[topic], stamp, data)
         self._file_bytes += len(data)
+        self.bytes += len(data)
         self.counts[topic] += 1
 
     def _file_held(self, stamp: int) -> None:
@@ -196,6 +206,16 @@ class RecorderNode(Node):
                 f"{self.unclocked} could not: not recorded); start the simulator or a /clock publisher, or set "
                 f"use_sim_time false")
             self.get_logger().warning(self.warnings[-1])
+
+    def _diagnostics(self) -> Report:
+        """Return the recorder's /diagnostics report."""
+        try:
+            free = shutil.disk_usage(self.output).free
+        except OSError:
+            free = None
+        with self._lock:
+            counts, held = dict(self.counts), len(self._held)
+        return recorder_report(sum(counts.values()), self.bytes, self.unclocked, free, counts, held, self.qos.lines())
 
     def _split_due(self, stamp: int) -> bool:
         p = self.params

@@ -2,7 +2,9 @@
 
 Publishes ``camera/image_raw`` and ``camera/camera_info`` (same stamp, ``camera_optical_frame``),
 ``imu/data`` (REP-145), ``odom`` (``odom`` -> ``base_link``, ground truth), ``/clock``, the episode
-status (JSON on ``~/status``, latched: each start and end) and every finished episode's outcome
+status (JSON on ``~/status``, latched: each start and end), the world for RViz and Foxglove
+(``~/markers``, visualization_msgs/MarkerArray, latched: chairs, look-alikes, obstacles and the path
+flown, ``liquid_pilot.ros.markers``), ``/diagnostics``, and every finished episode's outcome
 (JSON on ``~/outcomes``, latched: one message holding the whole list, so a subscriber that joins
 late, or keeps only the newest message, still has them all). Flies ``cmd_vel`` (body FLU
 velocities, held until the next one for at most ``command_timeout`` of simulated time, then zero:
@@ -37,8 +39,12 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
 
-from liquid_pilot.ros.convert import camera_info, rgb_to_image, time_msg
+from liquid_pilot.flight.types import ZERO
+from liquid_pilot.ros.convert import camera_info, imu_message, odometry_message, rgb_to_image, time_msg
+from liquid_pilot.ros.diagnostics import QosProblems, RateMeter, Reporter, sim_report
+from liquid_pilot.ros.markers import scene_markers
 from liquid_pilot.ros.params import Param, declare_parameters
 from liquid_pilot.ros.spin import run
 from liquid_pilot.settings import SettingsError, parse_assignments
@@ -79,13 +85,19 @@ PARAMETERS = (
 )
 
 EPISODE_GAP_S = 2.0  # longer than any pilot timeout (at most 1 s)
-ZERO = np.zeros(4)
 BEHIND_S = 0.25  # wall seconds behind schedule after which pacing restarts instead of catching up
 PILOT_CALL_S = 5.0  # wall seconds a call of the pilot's enable service may take
 OUTCOMES_KEPT = 10_000  # ~/outcomes lists the latest this many episodes (about 100 bytes each); counts cover all
+MARKER_PERIOD_S = 0.5  # simulated seconds between ~/markers updates (the path grows)
 
 
 class SimNode(Node):
+    """The simulator as a ROS 2 vehicle: camera, IMU, odometry and /clock out, cmd_vel in, episodes judged.
+
+    A thin shell: the physics, scenes and task are ``liquid_pilot.sim``; this node paces them (real time
+    or faster), publishes their sensors and outcomes, and enables the pilot at each episode start.
+    """
+
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_node", **kwargs)
         self._stop = threading.Event()
@@ -104,7 +116,7 @@ class SimNode(Node):
         # simulated time of the latest /clock: written by the subscription, read by the simulation
         # thread, under the lock.
         self._lock = threading.Lock()
-        self._command = ZERO
+        self._command = np.array(ZERO)
         self._command_ns: int | None = None
         self._clock_ns = 0
         self._hovering = False  # flying zero because the last command is older than command_timeout
@@ -127,13 +139,21 @@ class SimNode(Node):
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._status_pub = self.create_publisher(String, "~/status", latched)
         self._outcomes_pub = self.create_publisher(String, "~/outcomes", latched)
+        self._markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
+        self._path: list[np.ndarray] = []  # the drone's positions this episode, for ~/markers
+        self._markers_due = 0
+        self._camera_rate = RateMeter(clock=lambda: self._clock_ns)  # simulated time: the scenario's rate
+        self._status: dict = {}
+        self.qos = QosProblems(self)
         command_type = TwistStamped if p["command_type"] == "twist_stamped" else Twist
         self._pilot = None  # the pilot's enable service client
         if self.expert is not None:
             self._cmd_pub = self.create_publisher(command_type, "cmd_vel", QoSProfile(depth=10))
         else:
-            self.create_subscription(command_type, "cmd_vel", self._on_command, QoSProfile(depth=10),
-                                     callback_group=MutuallyExclusiveCallbackGroup())
+            commands = QoSProfile(depth=10)
+            self.create_subscription(command_type, "cmd_vel", self._on_command, commands,
+                                     callback_group=MutuallyExclusiveCallbackGroup(),
+                                     event_callbacks=self.qos.callbacks(self.resolve_topic_name("cmd_vel"), commands))
             if p["pilot_enable_service"]:
                 # Its own callback group: the simulation thread waits for the answer while ~/reset may be running.
                 self._pilot = self.create_client(SetBool, p["pilot_enable_service"],
@@ -147,6 +167,9 @@ class SimNode(Node):
                                     f"publishes; it publishes: {', '.join(sorted(published))}")
             self._waits[name] = published[name]
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.diagnostics = Reporter(self, "simulator", f"sim {scenario.name}", lambda: sim_report(
+            self._status, self._ended, self._successes, self._camera_rate.rate(), float(scenario.sim.camera_hz),
+            self._hovering, self.qos.lines()))
         self.context.on_shutdown(self._stop.set)  # stop publishing before the context goes away
         self._thread = threading.Thread(target=self._loop, name="sim_node", daemon=True)
         self._thread.start()
@@ -222,7 +245,7 @@ class SimNode(Node):
         self._episode += 1
         obs = self.sim.reset(self._seed())
         with self._lock:
-            self._command, self._command_ns = ZERO, None
+            self._command, self._command_ns = np.array(ZERO), None
         if self.expert is not None:
             self.expert.reset()
         self._pace_from(self._offset_ns)
@@ -259,6 +282,7 @@ class SimNode(Node):
         obs = self.sim.step(self._command if self.expert is not None else self._command_to_fly())
         now = self._now_ns()
         if self.sim.done:
+            self._publish_markers(now, end=True)
             self._publish_clock(now)
             self._publish_status(self.sim.monitor.reason)
             self._end_episode()
@@ -281,7 +305,7 @@ class SimNode(Node):
                                           f"until commands resume")
             else:
                 self.get_logger().info("cmd_vel resumed: flying the commands again")
-        return ZERO if stale else command
+        return np.array(ZERO) if stale else command
 
     def _end_episode(self) -> None:
         self._enable_pilot(False)  # before the clock jumps over the gap: no sensor timeout for the pilot
@@ -320,6 +344,7 @@ class SimNode(Node):
     def _publish_status(self, reason: str | None) -> None:
         status = {"scenario": self.sim.scenario.name, "seed": self._seed(), "episode": self._episode,
                   "time": round(self.sim.time, 3), "reason": reason, "success": reason in SUCCESS}
+        self._status = status
         self._status_pub.publish(String(data=json.dumps(status)))
         if reason is not None:
             self.get_logger().info(f"episode {self._episode} ended: {reason} after {self.sim.time:.2f} s")
@@ -333,9 +358,20 @@ class SimNode(Node):
         outcomes = {"episodes": self._ended, "successes": self._successes, "outcomes": self._outcomes}
         self._outcomes_pub.publish(String(data=json.dumps(outcomes)))
 
+    def _publish_markers(self, sim_ns: int, start: bool = False, end: bool = False) -> None:
+        """Publish the world and the path flown so far on ~/markers (episode start, end, every MARKER_PERIOD_S)."""
+        if start:
+            self._path, self._markers_due = [], sim_ns
+        self._path.append(self.sim.state.position.copy())
+        if sim_ns >= self._markers_due or end:
+            self._markers_due = sim_ns + round(MARKER_PERIOD_S * 1e9)
+            self._markers_pub.publish(scene_markers(self.sim, self._path, time_msg(sim_ns)))
+
     def _publish_frame(self, obs: Observation, sim_ns: int, enable_pilot: bool = False) -> None:
         stamp = time_msg(sim_ns)
         self._publish_clock(sim_ns)
+        self._camera_rate.add(sim_ns)
+        self._publish_markers(sim_ns, enable_pilot)
         self._imu_pub.publish(self._imu(obs.imu, stamp))
         self._odom_pub.publish(self._odom(stamp))
         if enable_pilot:
@@ -359,30 +395,14 @@ class SimNode(Node):
 
     def _imu(self, values: np.ndarray, stamp: TimeMsg) -> Imu:
         inject = self.sim.scenario.inject
-        msg = Imu()
-        msg.header.stamp, msg.header.frame_id = stamp, "base_link"
-        msg.orientation_covariance[0] = -1.0  # REP-145: no orientation estimate
-        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (float(v) for v in values[:3])
-        msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
-            float(v) for v in values[3:])
-        for i in (0, 4, 8):
-            msg.angular_velocity_covariance[i] = inject.gyro_noise ** 2
-            msg.linear_acceleration_covariance[i] = inject.accel_noise ** 2
-        return msg
+        return imu_message(values[:3], values[3:], stamp, "base_link", None, inject.gyro_noise ** 2,
+                           inject.accel_noise ** 2)
 
     def _odom(self, stamp: TimeMsg) -> Odometry:
         truth = self.sim.truth()
-        msg = Odometry()
-        msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, "odom", "base_link"
-        pose = msg.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in truth.position)
-        o = pose.orientation
-        o.x, o.y, o.z, o.w = quaternion(truth.rotation)
-        body_velocity = truth.rotation.T @ truth.velocity  # REP-105: twist in the child frame
-        twist = msg.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in body_velocity)
-        twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in truth.rates)
-        return msg
+        # REP-105: twist in the child frame.
+        return odometry_message(truth.position, quaternion(truth.rotation), truth.rotation.T @ truth.velocity,
+                                truth.rates, stamp)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -31,14 +33,89 @@ def single_thread_executor() -> Executor:
     return EventsExecutor()
 
 
+class Background:
+    """An executor spinning on its own thread until ``stop``: benchmarks and tests spin their nodes this way.
+
+    Stopped by a flag between two ``spin_once`` calls, so shutting it down never races a callback in progress.
+    """
+
+    def __init__(self, executor: Executor | None = None):
+        self.executor = executor or SingleThreadedExecutor()
+        self.errors: list[Exception] = []  # what spin_once raised (the thread carries on)
+        self.cycles = 0  # spin_once calls done
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, name="spin", daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception as exc:  # a node destroyed while its entities were being waited on: spin on
+                self.errors.append(exc)
+            self.cycles += 1
+
+    def remove(self, node: Node, timeout: float = 2.0) -> None:
+        """Take a node off the executor, wait until the executor no longer waits on it, then destroy it.
+
+        Destroying it at once races the spinning thread, which may be waiting on the node's subscriptions:
+        rclpy then raises InvalidHandle in ``spin_once``.
+        """
+        self.executor.remove_node(node)
+        seen, deadline = self.cycles, time.monotonic() + timeout
+        while self.cycles < seen + 2 and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        node.destroy_node()
+
+    def stop(self) -> None:
+        """Stop spinning, wait for the thread, shut the executor down."""
+        self._stop.set()
+        self.thread.join()
+        self.executor.shutdown()
+
+
+@contextmanager
+def spinning(executor: Executor | None = None) -> Iterator[Executor]:
+    """Spin ``executor`` (a new single-threaded one by default) on a thread for the block's duration."""
+    background = Background(executor)
+    try:
+        yield background.executor
+    finally:
+        background.stop()
+
+
+def describe(factory: Callable[[], Node]) -> str:
+    """Return a node executable's ``--help``: what it does (its module's summary) and every parameter."""
+    module = sys.modules[factory.__module__]
+    spec = getattr(module, "__spec__", None)  # run as `python -m liquid_pilot.ros.NODE`, the module is __main__
+    name = (spec.name if spec is not None else module.__name__).rsplit(".", 1)[-1]
+    summary = (module.__doc__ or "").strip().split("\n\n")[0]
+    lines = [f"usage: ros2 run liquid_pilot {name} [--ros-args -p NAME:=VALUE ... | --params-file FILE]", "",
+             " ".join(summary.split()), "", "parameters (ros2 param describe shows the same):"]
+    for param in getattr(module, "PARAMETERS", ()):
+        kind = "list of strings" if isinstance(param.default, list) else type(param.default).__name__
+        number = (lambda v: str(int(v))) if isinstance(param.default, int) else (lambda v: f"{v:g}")
+        limits = f", in [{number(param.low)}, {number(param.high)}]" if param.low is not None else \
+            f", one of {', '.join(param.choices)}" if param.choices else ""
+        lines.append(f"  {param.name} ({kind}, default {param.default!r}{limits})")
+        lines.append(f"      {param.description}")
+    return "\n".join(lines)
+
+
 def run(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
     """Create the nodes and spin them until Ctrl-C, SIGTERM or the end, then shut down cleanly.
 
-    ``args`` is a command line with ROS arguments (``--ros-args ...``; None: ``sys.argv``). A node
+    ``args`` is a command line with ROS arguments (``--ros-args ...``; None: ``sys.argv``). ``-h`` or
+    ``--help`` before them prints the nodes' parameters and exits 0, starting nothing. A node
     with a ``finished`` event (the player) ends the run when it is set. A parameter file or ROS
     argument that rcl refuses, or a node that refuses its configuration (ValueError, OSError),
     gives a one-line error and exit code 2.
     """
+    line = sys.argv[1:] if args is None else list(args)
+    own = line[:line.index("--ros-args")] if "--ros-args" in line else line
+    if "-h" in own or "--help" in own:
+        print("\n\n".join(describe(factory) for factory in factories))
+        return 0
     try:  # a bad parameter file or ROS argument: one line and exit code 2, like a bad parameter value
         check_parameter_files(sys.argv if args is None else args)
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

@@ -18,6 +18,8 @@ NEAR, FAR = 0.05, 40.0
 
 
 class Camera:
+    """The forward camera on the body: renders the scene from the body's pose and says what is in view."""
+
     def __init__(self, client: int, config: SimConfig, sky: np.ndarray, light: float = 1.0):
         self.client, self.width, self.height = client, config.image_width, config.image_height
         pitch = math.radians(config.camera_pitch_deg)

@@ -1,8 +1,9 @@
 """Scenario configuration: the simulator, the scene, the task and the injected disturbances.
 
 A scenario is a YAML file in ``sim/scenarios/`` whose sections override these dataclasses'
-defaults. Each dataclass checks its own fields on construction (``__post_init__``: types through
-``liquid_pilot.settings``, then ranges and choices), and ``Scenario`` checks what spans sections,
+defaults. Every field carries its documentation and range once (``settings.setting``); each dataclass
+checks its own fields on construction (``__post_init__``: types, ranges and choices through
+``liquid_pilot.settings``), and ``Scenario`` checks what spans sections,
 so a scenario built in code is checked as strictly as one loaded from a file or changed with
 ``--set``; an error is one line naming the source, the field and what is allowed.
 """
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from liquid_pilot.paths import data_dir
 from liquid_pilot.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Range, SettingsError, build, check_fields, \
-    read_yaml
+    read_yaml, setting
 
 SCENE_KINDS = ("forest", "urban")
 SEASONS = ("summer", "autumn", "winter", "spring", "dry")
@@ -28,27 +29,24 @@ class ScenarioError(SettingsError):
 
 @dataclass
 class SimConfig:
-    physics_hz: int = 240
-    control_hz: int = 48  # the inner cascaded controller
-    camera_hz: int = 16  # frames, and so pilot steps, per second
-    image_width: int = 64
-    image_height: int = 64
-    fov_deg: float = 80.0  # vertical field of view
-    camera_pitch_deg: float = 0.0  # positive tilts the camera down
-    max_speed_xy: float = 1.0  # command limits, m/s and rad/s
-    max_speed_z: float = 0.5
-    max_yaw_rate: float = 1.0
-    motor_time_constant: float = 0.05  # s, first-order motor lag
-    max_tilt_deg: float = 60.0  # beyond this the flight counts as lost
+    """The simulated vehicle and its sensors' rates."""
 
-    LIMITS: ClassVar = {
-        "physics_hz": Range(1, 10_000), "control_hz": Range(1), "camera_hz": Range(1), "image_width": Range(8, 4096),
-        "image_height": Range(8, 4096), "fov_deg": Range(10, 150), "camera_pitch_deg": Range(-90, 90),
-        "max_speed_xy": POSITIVE, "max_speed_z": POSITIVE, "max_yaw_rate": POSITIVE, "motor_time_constant": POSITIVE,
-        "max_tilt_deg": Range(0, 180, open_low=True)}
+    physics_hz: int = setting(240, "physics steps per second", Range(1, 10_000))
+    control_hz: int = setting(48, "inner cascaded controller updates per second (divides physics_hz)", Range(1))
+    camera_hz: int = setting(16, "camera frames, and so pilot steps, per second (divides physics_hz)", Range(1))
+    image_width: int = setting(64, "camera image width, pixels", Range(8, 4096))
+    image_height: int = setting(64, "camera image height, pixels", Range(8, 4096))
+    fov_deg: float = setting(80.0, "vertical field of view, degrees", Range(10, 150))
+    camera_pitch_deg: float = setting(0.0, "camera tilt, degrees; positive tilts it down", Range(-90, 90))
+    max_speed_xy: float = setting(1.0, "command limit: horizontal speed, m/s", POSITIVE)
+    max_speed_z: float = setting(0.5, "command limit: vertical speed, m/s", POSITIVE)
+    max_yaw_rate: float = setting(1.0, "command limit: yaw rate, rad/s", POSITIVE)
+    motor_time_constant: float = setting(0.05, "s: first-order motor lag", POSITIVE)
+    max_tilt_deg: float = setting(60.0, "degrees: beyond this tilt the flight counts as lost",
+                                  Range(0, 180, open_low=True))
 
     def __post_init__(self) -> None:
-        check_fields(self, "sim.", self.LIMITS)
+        check_fields(self, "sim.")
         for key in ("control_hz", "camera_hz"):
             if self.physics_hz % getattr(self, key):
                 divisors = [d for d in range(1, self.physics_hz + 1) if self.physics_hz % d == 0]
@@ -58,43 +56,44 @@ class SimConfig:
 
 @dataclass
 class SceneConfig:
-    kind: str = "forest"
-    season: str = "summer"  # forest only; spring and dry are held out for validation
-    obstacles: int = 36  # trees or buildings
-    light: float = 1.0  # scales the scene's lighting (renderer), 1 = normal
-    radius: float = 14.0  # the scene's half size, m; leaving it ends the flight
+    """What the scene holds and how it looks."""
 
-    LIMITS: ClassVar = {"kind": SCENE_KINDS, "season": SEASONS, "obstacles": NON_NEGATIVE, "light": POSITIVE,
-                        "radius": Range(5)}
+    kind: str = setting("forest", "forest or urban", SCENE_KINDS)
+    season: str = setting("summer", "the forest's look (spring and dry are held out for validation)", SEASONS)
+    obstacles: int = setting(36, "trees or buildings", NON_NEGATIVE)
+    light: float = setting(1.0, "scales the scene's lighting (renderer), 1 = normal", POSITIVE)
+    radius: float = setting(14.0, "m: the scene's half size; leaving it ends the flight", Range(5))
 
     def __post_init__(self) -> None:
-        check_fields(self, "scene.", self.LIMITS)
+        check_fields(self, "scene.")
 
 
 @dataclass
 class TaskConfig:
-    kind: str = "fly_to_target"
-    standoff: float = 1.0  # m from the target's centre, horizontally
-    tolerance: float = 0.35  # m either side of the stand-off distance
-    hold_s: float = 1.0  # time to hold in the stand-off band with the target in view
-    timeout_s: float = 25.0
-    start_distance: list[float] = field(default_factory=lambda: [3.0, 5.0])  # m, uniform
-    start_bearing_deg: list[float] = field(default_factory=lambda: [-25.0, 25.0])  # target off the nose
-    target_yaw_deg: list[float] = field(default_factory=lambda: [-30.0, 30.0])  # 0 = chair faces the drone
-    start_height: list[float] = field(default_factory=lambda: [0.8, 1.4])  # m
-    occlusion: float = 0.0  # share of the target hidden from the start by an occluder, 0..0.8
-    distractors: int = 0  # red look-alike objects that must not be approached
-    distractor_radius: float = 1.0  # coming closer than this to a distractor fails the flight
-    target_speed: float = 0.0  # m/s, moving_target only
-    targets: int = 1  # hike: targets to visit in order
+    """Where the flight starts, what counts as success, and what fails it."""
 
-    LIMITS: ClassVar = {"kind": TASK_KINDS, "standoff": POSITIVE, "tolerance": POSITIVE, "hold_s": NON_NEGATIVE,
-                        "timeout_s": POSITIVE, "occlusion": Range(0, 0.8), "distractors": NON_NEGATIVE,
-                        "distractor_radius": POSITIVE, "target_speed": NON_NEGATIVE, "targets": Range(1)}
+    kind: str = setting("fly_to_target", "fly_to_target, moving_target or hike", TASK_KINDS)
+    standoff: float = setting(1.0, "m from the target's centre, horizontally", POSITIVE)
+    tolerance: float = setting(0.35, "m either side of the stand-off distance", POSITIVE)
+    hold_s: float = setting(1.0, "s to hold in the stand-off band with the target in view", NON_NEGATIVE)
+    timeout_s: float = setting(25.0, "s before the flight times out", POSITIVE)
+    start_distance: list[float] = setting(help="[low, high] m from the target at the start, uniform",
+                                          factory=lambda: [3.0, 5.0])
+    start_bearing_deg: list[float] = setting(help="[low, high] degrees of the target off the nose at the start",
+                                             factory=lambda: [-25.0, 25.0])
+    target_yaw_deg: list[float] = setting(help="[low, high] degrees the chair is turned; 0 faces the drone",
+                                          factory=lambda: [-30.0, 30.0])
+    start_height: list[float] = setting(help="[low, high] m of the start height", factory=lambda: [0.8, 1.4])
+    occlusion: float = setting(0.0, "share of the target hidden from the start by an occluder", Range(0, 0.8))
+    distractors: int = setting(0, "red look-alike objects that must not be approached", NON_NEGATIVE)
+    distractor_radius: float = setting(1.0, "m: coming closer to a distractor fails the flight", POSITIVE)
+    target_speed: float = setting(0.0, "m/s the target walks (moving_target)", NON_NEGATIVE)
+    targets: int = setting(1, "targets to visit in order (hike)", Range(1))
+
     RANGES: ClassVar = ("start_distance", "start_bearing_deg", "target_yaw_deg", "start_height")
 
     def __post_init__(self) -> None:
-        check_fields(self, "task.", self.LIMITS)
+        check_fields(self, "task.")
         for key in self.RANGES:
             value = getattr(self, key)
             if len(value) != 2 or value[0] > value[1]:
@@ -106,33 +105,31 @@ class TaskConfig:
 
 @dataclass
 class InjectConfig:
-    image_noise: float = 0.0  # Gaussian pixel noise, std in [0, 1] image units
-    blur: float = 0.0  # Gaussian blur sigma, pixels
-    brightness: float = 0.0  # added to pixels, [-1, 1] image units
-    contrast: float = 1.0  # pixel contrast multiplier around mid-grey
-    frame_drop: float = 0.0  # probability a frame never arrives
-    frozen_frame: float = 0.0  # probability a frame repeats the previous image
-    camera_latency_s: float = 0.0  # age of the image when it arrives
-    gyro_noise: float = 0.005  # rad/s std per sample
-    gyro_bias: float = 0.0  # rad/s, drawn per axis per episode with this std
-    accel_noise: float = 0.05  # m/s^2 std per sample
-    accel_bias: float = 0.0  # m/s^2, drawn per axis per episode with this std
-    wind: float = 0.0  # std of the gust force, in g-fractions of the drone's weight
-    wind_tau_s: float = 2.0  # gust correlation time (Ornstein-Uhlenbeck)
-    actuator_noise: float = 0.0  # relative std of each motor's speed
+    """Disturbances: what the camera, the IMU, the air and the motors do wrong."""
 
-    LIMITS: ClassVar = {
-        "image_noise": NON_NEGATIVE, "blur": NON_NEGATIVE, "brightness": Range(-1, 1), "contrast": POSITIVE,
-        "frame_drop": PROBABILITY, "frozen_frame": PROBABILITY, "camera_latency_s": NON_NEGATIVE,
-        "gyro_noise": NON_NEGATIVE, "gyro_bias": NON_NEGATIVE, "accel_noise": NON_NEGATIVE, "accel_bias": NON_NEGATIVE,
-        "wind": NON_NEGATIVE, "wind_tau_s": POSITIVE, "actuator_noise": NON_NEGATIVE}
+    image_noise: float = setting(0.0, "Gaussian pixel noise, std in image units [0, 1]", NON_NEGATIVE)
+    blur: float = setting(0.0, "Gaussian blur sigma, pixels", NON_NEGATIVE)
+    brightness: float = setting(0.0, "added to pixels, image units", Range(-1, 1))
+    contrast: float = setting(1.0, "pixel contrast multiplier around mid-grey", POSITIVE)
+    frame_drop: float = setting(0.0, "probability a frame never arrives", PROBABILITY)
+    frozen_frame: float = setting(0.0, "probability a frame repeats the previous image", PROBABILITY)
+    camera_latency_s: float = setting(0.0, "s: age of the image when it arrives", NON_NEGATIVE)
+    gyro_noise: float = setting(0.005, "rad/s std per sample", NON_NEGATIVE)
+    gyro_bias: float = setting(0.0, "rad/s, drawn per axis per episode with this std", NON_NEGATIVE)
+    accel_noise: float = setting(0.05, "m/s^2 std per sample", NON_NEGATIVE)
+    accel_bias: float = setting(0.0, "m/s^2, drawn per axis per episode with this std", NON_NEGATIVE)
+    wind: float = setting(0.0, "std of the gust force, in fractions of the drone's weight", NON_NEGATIVE)
+    wind_tau_s: float = setting(2.0, "s: gust correlation time (Ornstein-Uhlenbeck)", POSITIVE)
+    actuator_noise: float = setting(0.0, "relative std of each motor's speed", NON_NEGATIVE)
 
     def __post_init__(self) -> None:
-        check_fields(self, "inject.", self.LIMITS)
+        check_fields(self, "inject.")
 
 
 @dataclass
 class Scenario:
+    """A named test or training condition: the simulator, the scene, the task and the disturbances."""
+
     name: str
     description: str = ""
     sim: SimConfig = field(default_factory=SimConfig)
@@ -175,6 +172,11 @@ def hard_dir() -> Path:
     return data_dir("sim") / "hard"
 
 
+def training_dir() -> Path:
+    """Return the training-only scenarios' folder (data collection); never in all, ood, validation or hard."""
+    return data_dir("sim") / "training"
+
+
 def list_scenarios() -> list[str]:
     """Return the test conditions: the scenarios of the results table."""
     return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
@@ -190,14 +192,22 @@ def list_hard() -> list[str]:
     return sorted(p.stem for p in hard_dir().glob("*.yaml"))
 
 
+def list_training() -> list[str]:
+    """Return the training-only scenarios."""
+    return sorted(p.stem for p in training_dir().glob("*.yaml"))
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by name (``sim/scenarios/``, ``sim/validation/`` or ``sim/hard/NAME.yaml``) or a YAML file."""
+    """Load a scenario by name (``NAME.yaml`` in ``sim/scenarios/``, ``validation/``, ``hard/`` or ``training/``).
+
+    Or from a YAML file's path.
+    """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir(), hard_dir())]
+        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir(), hard_dir(), training_dir())]
         path = next((f for f in found if f.is_file()), found[0])
         if not path.is_file():
-            names = list_scenarios() + list_validation() + list_hard()
+            names = list_scenarios() + list_validation() + list_hard() + list_training()
             raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(names)}")
     elif not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file")

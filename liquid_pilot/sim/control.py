@@ -28,6 +28,8 @@ def _cross(a: np.ndarray, b: tuple | np.ndarray) -> np.ndarray:
 
 
 class VelocityController:
+    """The inner cascaded controller: body velocity command to motor speeds (velocity, attitude, rate loops)."""
+
     def __init__(self, params: QuadParams, dt: float):
         self.params, self.dt = params, dt
         self.mixer_inverse = np.linalg.inv(params.mixer())

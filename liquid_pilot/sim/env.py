@@ -19,6 +19,8 @@ from liquid_pilot.sim.world import IMU_RANGE, IMU_SIZE, Observation, Simulator
 
 
 class LiquidPilotEnv(gym.Env):
+    """The simulator as a gymnasium environment (LiquidPilot-v0): observations image, imu and dt."""
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16}
 
     def __init__(self, scenario: str | Scenario = "forest_summer", overrides: dict[str, Any] | None = None,

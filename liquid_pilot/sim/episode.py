@@ -20,28 +20,42 @@ from liquid_pilot.sim.world import Observation, Simulator
 
 
 class Policy(Protocol):
+    """Anything that flies an episode: ``reset()`` and ``act(obs, sim)`` giving a body-frame command."""
+
     def reset(self) -> None: ...
 
     def act(self, obs: Observation, sim: Simulator) -> np.ndarray: ...
 
 
 class ExpertPolicy:
-    """The privileged expert as a policy (optionally perturbed, DART-style)."""
+    """The privileged expert as a policy (optionally perturbed, DART-style), or the labeller of another driver.
 
-    def __init__(self, perturbation: float = 0.0, seed: int = 0):
-        self.expert = Expert(perturbation, seed)
+    ``label`` is always the expert's clean command for the state just seen. What is flown is the expert's
+    command, or, with a ``driver`` (a trained pilot: closed-loop data aggregation, DAgger), the driver's;
+    either with the DART perturbation added. ``search``: the expert's observable search rule (``Expert``).
+    """
+
+    def __init__(self, perturbation: float = 0.0, seed: int = 0, search: str | None = None,
+                 driver: Policy | None = None):
+        self.expert = Expert(perturbation, seed, search=search)
+        self.driver = driver
         self.label = np.zeros(4)
 
     def reset(self) -> None:
         self.expert.reset()
+        if self.driver is not None:
+            self.driver.reset()
 
     def act(self, obs: Observation, sim: Simulator) -> np.ndarray:
         self.label = self.expert.act(sim)
-        return self.expert.explore(self.label, sim, obs.dt)
+        flown = self.label if self.driver is None else np.asarray(self.driver.act(obs, sim), dtype=np.float64)
+        return self.expert.explore(flown, sim, obs.dt)
 
 
 @dataclass
 class EpisodeResult:
+    """One flown episode's outcome and metrics (and its trajectory, for plots)."""
+
     scenario: str
     seed: int
     success: bool
@@ -87,14 +101,21 @@ def fly(sim: Simulator, policy: Policy, seed: int,
         state = sim.state
         trajectory.append([obs.time, *state.position.tolist(), state.yaw])
         obs = sim.step(command)
+    return outcome(sim, seed, commands, dts, trajectory, time.perf_counter() - start)
+
+
+def outcome(sim: Simulator, seed: int, commands: list, dts: list, trajectory: list, wall_time: float,
+            reason: str | None = None) -> EpisodeResult:
+    """Measure a finished episode of ``sim`` (or one a caller ended for ``reason``) from its commands and path."""
     monitor = sim.monitor
     scenario: Scenario = sim.scenario
+    reason = reason or monitor.reason
     return EpisodeResult(
-        scenario=scenario.name, seed=seed, success=monitor.reason in SUCCESS, reason=monitor.reason,
+        scenario=scenario.name, seed=seed, success=reason in SUCCESS, reason=reason,
         time_to_target=monitor.time_to_target, final_distance=monitor.distance(sim.state),
         path_length=monitor.path_length,
         min_distractor_distance=None if math.isinf(monitor.min_distractor_distance)
         else monitor.min_distractor_distance,
         jerk=command_jerk(np.array(commands).reshape(-1, 4), np.array(dts)),
-        collisions=int(monitor.reason == "collision"), duration=sim.time, steps=len(commands),
-        wall_time=time.perf_counter() - start, trajectory=trajectory)
+        collisions=int(reason == "collision"), duration=sim.time, steps=len(commands),
+        wall_time=wall_time, trajectory=trajectory)

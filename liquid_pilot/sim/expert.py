@@ -4,6 +4,14 @@ It turns toward the active target, flies forward to the stand-off distance (slow
 target is off the nose), holds a flight height, and steers around nearby obstacles. With
 ``perturbation`` > 0 it also returns a perturbed command to execute (DART-style): the flight
 wanders off the ideal path while the label stays the expert's correction.
+
+The expert reads the true target position, so it turns the shortest way even to a chair its camera
+cannot see. A pilot imitating that from the camera alone cannot tell left from right, and learns the
+average (no turn). With ``search`` ("left" or "right") the expert follows a rule the camera can follow:
+until the chair has first been in the camera's view in this episode, it turns on the spot in that
+one direction at the yaw-rate limit (holding its height, avoiding obstacles); from then on it is the
+usual expert. In a flight that starts with the chair in view (every test scenario's start but the
+hard tier's search conditions) the rule never acts, so its labels are the usual expert's.
 """
 from __future__ import annotations
 
@@ -18,22 +26,37 @@ YAW_GAIN = 2.0  # rad/s per rad of bearing
 SPEED_GAIN = 0.8  # m/s per m of distance error
 HEIGHT_GAIN = 1.5
 AVOID_RANGE = 1.2  # m: obstacles closer than this (surface to drone) push the expert sideways
+SEARCH_TURNS = {"left": 1.0, "right": -1.0}  # yaw sign of each search direction (FLU: left is positive)
 
 
 class Expert:
-    def __init__(self, perturbation: float = 0.0, seed: int = 0, correlation_s: float = 0.5):
-        self.perturbation, self.correlation_s = perturbation, correlation_s
+    """The privileged expert; ``search`` ("left", "right" or None) is its rule while the chair has not been seen."""
+
+    def __init__(self, perturbation: float = 0.0, seed: int = 0, correlation_s: float = 0.5,
+                 search: str | None = None):
+        if search is not None and search not in SEARCH_TURNS:
+            raise ValueError(f"search must be one of {', '.join(SEARCH_TURNS)} or None, got {search!r}")
+        self.perturbation, self.correlation_s, self.search = perturbation, correlation_s, search
         self.rng = np.random.default_rng(seed)
         self.noise = np.zeros(4)
+        self.seen = False  # whether the chair has been in the camera's view in this episode
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self.noise[:] = 0.0
+        self.seen = False
 
     def act(self, sim: Simulator) -> np.ndarray:
         """Return the expert's command [vx, vy, vz, yaw_rate] for the current state (the label)."""
         state, task, limits = sim.state, sim.scenario.task, sim.limits
+        if self.search is not None and not self.seen:
+            self.seen = sim.camera.in_view(state, sim.monitor.target)
+            if not self.seen:  # turn on the spot, one way, until the chair comes into view
+                command = np.array([0.0, 0.0, HEIGHT_GAIN * (FLIGHT_HEIGHT - state.position[2]),
+                                    SEARCH_TURNS[self.search] * limits[3]])
+                command[:2] += self._avoid(sim)
+                return np.clip(command, -limits, limits)
         bearing = sim.target_bearing()
         distance = sim.monitor.distance(state)
         facing = max(0.0, math.cos(bearing)) ** 2

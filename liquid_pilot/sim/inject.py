@@ -16,6 +16,8 @@ DELIVERED, DROPPED, FROZEN = "delivered", "dropped", "frozen"
 
 
 class Injector:
+    """The scenario's disturbances, drawn per episode: image faults, IMU noise and bias, wind, motor noise."""
+
     def __init__(self, config: InjectConfig, rng: np.random.Generator, mass: float):
         self.config, self.rng, self.mass = config, rng, mass
         self.gyro_bias = rng.normal(0.0, config.gyro_bias, 3) if config.gyro_bias else np.zeros(3)

@@ -29,6 +29,8 @@ def urdf_path() -> Path:
 
 @dataclass(frozen=True)
 class QuadParams:
+    """The quadrotor's physical constants (Crazyflie 2.x, from its URDF) and its mixer."""
+
     mass: float
     inertia: np.ndarray  # (3,) diagonal, kg m^2
     arm: float
@@ -90,6 +92,8 @@ def quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
 
 @dataclass
 class BodyState:
+    """The body's pose and motion in the world frame (ENU), its rates in the body frame."""
+
     position: np.ndarray  # world, m
     rotation: np.ndarray  # (3, 3) body -> world
     velocity: np.ndarray  # world, m/s
@@ -106,6 +110,8 @@ class BodyState:
 
 
 class Quadrotor:
+    """The drone in PyBullet: per-propeller thrust and torque, motor lag, drag and ground effect."""
+
     def __init__(self, client: int, params: QuadParams, physics_dt: float, motor_time_constant: float):
         self.client, self.params, self.dt = client, params, physics_dt
         self.body = pb.loadURDF(str(urdf_path()), physicsClientId=client,

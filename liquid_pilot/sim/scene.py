@@ -112,6 +112,8 @@ class Solids:
 
 @dataclass
 class Obstacle:
+    """A solid in the scene (a tree or a building) as a vertical cylinder for collisions and avoidance."""
+
     position: np.ndarray  # (x, y) of the footprint centre
     radius: float  # footprint radius, for the expert's avoidance and for layout clearance
 

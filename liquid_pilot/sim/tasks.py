@@ -34,6 +34,8 @@ def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
 
 @dataclass
 class Layout:
+    """Where an episode starts and where its targets stand."""
+
     start: np.ndarray  # (3,) drone position
     start_yaw: float
     targets: list[tuple[np.ndarray, float]]  # chair (x, y) and yaw, in visiting order

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from liquid_pilot.flight.saliency import overlay
 from liquid_pilot.sim.world import Observation, Simulator
 
 MAP_SIZE = 320
@@ -26,10 +27,7 @@ class FlightRecorder:
         onboard = cv2.resize(obs.image, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_NEAREST)
         onboard = cv2.resize(onboard, (MAP_SIZE, MAP_SIZE), interpolation=cv2.INTER_NEAREST)
         if self.saliency is not None:  # where the network looks, in warm colours
-            heat = cv2.resize(self.saliency(obs).astype(np.float32), (MAP_SIZE, MAP_SIZE))
-            colour = cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET)[:, :, ::-1]
-            alpha = 0.6 * heat[:, :, None]  # only where the network looks
-            onboard = np.uint8(onboard * (1 - alpha) + colour * alpha)
+            onboard = overlay(onboard, self.saliency(obs))
         text = (f"t {obs.time:5.2f}s  vx {command[0]:+.2f} vy {command[1]:+.2f} "
                 f"vz {command[2]:+.2f} yaw {command[3]:+.2f}")
         frame = np.concatenate([onboard, self.top_down(sim)], 1)

@@ -30,6 +30,8 @@ IMU_RANGE = np.array([34.9] * 3 + [156.9] * 3, dtype=np.float32)
 
 @dataclass
 class Observation:
+    """What the pilot gets at a camera frame: the image, the IMU sample and the elapsed time."""
+
     image: np.ndarray  # (H, W, 3) uint8 RGB
     imu: np.ndarray  # (6,) float32: gyro xyz (rad/s), accelerometer xyz (m/s^2), body frame
     dt: float  # seconds since the previous observation
@@ -37,6 +39,8 @@ class Observation:
 
 
 class Simulator:
+    """One scenario's closed loop: physics, inner controller, sensors, scene, task and disturbances."""
+
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
         sim = scenario.sim

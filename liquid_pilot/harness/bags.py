@@ -17,7 +17,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from liquid_pilot.flight.codec import TYPESTORE
-from liquid_pilot.flight.image import pinhole
+from liquid_pilot.flight.image import camera_matrices
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 EPOCH_S = 1_700_000_000  # bag time of every episode's start: fixed, so bags are reproducible
@@ -49,13 +49,12 @@ def image_msg(image: np.ndarray, stamp_ns: int) -> Any:
 
 def camera_info_msg(width: int, height: int, vfov: float, stamp_ns: int) -> Any:
     """Pinhole intrinsics of an ideal camera with vertical field of view ``vfov`` (rad)."""
-    f, cx, cy = pinhole(width, height, vfov)
-    k = np.array([f, 0, cx, 0, f, cy, 0, 0, 1], dtype=np.float64)
-    p = np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], dtype=np.float64)
+    described = camera_matrices(width, height, vfov)
+    matrices = {name: np.array(values, dtype=np.float64) for name, values in described.items()}
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return T["sensor_msgs/msg/CameraInfo"](
         header=_header(stamp_ns, CAMERA_FRAME), height=height, width=width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0, roi=roi)
+        binning_x=0, binning_y=0, roi=roi, **matrices)
 
 
 def imu_msg(imu: np.ndarray, stamp_ns: int) -> Any:

@@ -6,21 +6,27 @@ never load it (the command line imports this module only for ``collect``).
 Each frame writes the camera image and info, the IMU sample, the ground-truth odometry and the
 expert's (clean) command as the label; the flown command may be perturbed (DART-style) to show
 the expert recovering from mistakes. Episode i uses seed ``seed + i``.
+
+With a ``driver`` (a trained pilot's checkpoint) the pilot flies, through the flight core as in
+evaluation, and the expert only labels the frames the pilot saw: closed-loop data aggregation
+(DAgger). ``search`` gives the expert its observable search rule for flights that start with the
+chair out of view (``liquid_pilot.sim.expert``).
 """
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from liquid_pilot.data.bags import EPOCH_S, BagWriter, camera_info_msg, image_msg, imu_msg, odometry_msg, \
+from liquid_pilot.harness.bags import EPOCH_S, BagWriter, camera_info_msg, image_msg, imu_msg, odometry_msg, \
     twist_stamped_msg
 from liquid_pilot.workers import Progress, Spread, run
 from liquid_pilot.sim.config import Scenario
-from liquid_pilot.sim.episode import EpisodeResult, ExpertPolicy, fly
+from liquid_pilot.sim.episode import EpisodeResult, ExpertPolicy, Policy, fly
+from liquid_pilot.sim.expert import SEARCH_TURNS
 from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.world import Observation, Simulator
 
@@ -47,19 +53,26 @@ def _ranges(seeds: list[int]) -> str:
 
 @dataclass
 class CollectResult:
+    """What a collection wrote: the bags, the failed flights left out, how the work was spread."""
+
     written: list[Path]
-    skipped: list[EpisodeResult]  # failed expert flights, not written
+    skipped: list[EpisodeResult]  # failed flights, not written
     spread: Spread
+    results: list[EpisodeResult] = field(default_factory=list)  # every flight flown by this call
 
 
 @dataclass(frozen=True)
 class CollectJob:
+    """One flight to collect: the scenario and seed, where its bag goes and how it is flown and kept."""
+
     scenario: Scenario
     seed: int
     path: Path
     storage: str
     perturbation: float
     keep_failures: bool
+    search: str | None = None  # the expert's search turn while the chair has not been seen
+    driver: str | None = None  # a pilot checkpoint that flies while the expert labels (DAgger)
 
 
 def bag_name(scenario: Scenario, seed: int) -> str:
@@ -67,12 +80,22 @@ def bag_name(scenario: Scenario, seed: int) -> str:
 
 
 def record_episode(sim: Simulator, seed: int, path: Path, storage: str, perturbation: float,
-                   keep_failures: bool) -> EpisodeResult:
-    """Fly and record one episode; the bag is kept only when the expert succeeded (or if asked)."""
-    policy = ExpertPolicy(perturbation, seed=seed)
+                   keep_failures: bool, search: str | None = None, driver: Policy | None = None,
+                   driver_name: str = "", driver_sha256: str = "") -> EpisodeResult:
+    """Fly and record one episode; the bag is kept only when the flight succeeded (or if asked).
+
+    ``driver``: the policy that flies (a trained pilot: its file and weights' SHA-256 go into the bag's
+    metadata); the label is always the expert's.
+    """
+    policy = ExpertPolicy(perturbation, seed=seed, search=search, driver=driver)
     scenario = sim.scenario
     metadata = {"scenario": scenario.name, "task": scenario.task.kind, "seed": seed, "perturbation": perturbation,
                 "source": "liquid_pilot simulator expert"}
+    if search is not None:
+        metadata["search"] = search
+    if driver is not None:
+        metadata.update(source="liquid_pilot simulator: a pilot flew, the expert labelled", driver=driver_name,
+                        driver_sha256=driver_sha256)
 
     with BagWriter(path, storage, metadata) as bag:
         def on_step(sim: Simulator, obs: Observation, command: np.ndarray) -> None:
@@ -103,6 +126,7 @@ class _Discard(Exception):
 
 
 _SIMS: dict[str, Simulator] = {}  # per process, one simulator per scenario
+_DRIVERS: dict[str, tuple[Policy, str]] = {}  # per process, one loaded pilot (and its weights' SHA-256) per file
 
 
 def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
@@ -110,8 +134,18 @@ def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
     key = repr(job.scenario)
     if key not in _SIMS:
         _SIMS[key] = Simulator(job.scenario)
+    sim, driver, sha = _SIMS[key], None, ""
+    if job.driver is not None:
+        from liquid_pilot.nn.checkpoint import read_checkpoint
+        from liquid_pilot.harness.pilots import PilotPolicy  # loads PyTorch and onnxruntime: only when a pilot flies
+
+        if job.driver not in _DRIVERS:
+            _DRIVERS[job.driver] = PilotPolicy.from_file(job.driver), read_checkpoint(job.driver)["sha256"]
+        driver, sha = _DRIVERS[job.driver]
+        driver.check(sim)
     try:
-        return record_episode(_SIMS[key], job.seed, job.path, job.storage, job.perturbation, job.keep_failures), True
+        return record_episode(sim, job.seed, job.path, job.storage, job.perturbation, job.keep_failures, job.search,
+                              driver, job.driver or "", sha), True
     except _Discard as discard:
         return discard.result, False
 
@@ -119,18 +153,29 @@ def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
 def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage: str = "mcap",
             perturbation: float = 0.2, keep_failures: bool = False,
             progress: Callable[[EpisodeResult, bool, Progress], None] | None = None, workers: int | None = 1,
-            ray: str | None = None) -> CollectResult:
-    """Record ``episodes`` expert flights into ``out`` (episode i has seed ``seed + i``).
+            ray: str | None = None, search: str | None = None, driver: str | Path | None = None) -> CollectResult:
+    """Record ``episodes`` expert-labelled flights into ``out`` (episode i has seed ``seed + i``).
 
-    Existing bags are kept and skipped, so an interrupted collection continues where it stopped;
-    the bags do not depend on how the episodes were spread over workers.
+    The expert flies, or the pilot checkpoint ``driver`` does (DAgger); ``search`` is the expert's search
+    turn ("left" or "right") while the chair has not been seen. Existing bags are kept and skipped, so an
+    interrupted collection continues where it stopped; the bags do not depend on how the episodes were
+    spread over workers.
     """
+    if search is not None and search not in SEARCH_TURNS:
+        raise ValueError(f"search must be one of {', '.join(SEARCH_TURNS)}, got {search!r}")
+    if driver is not None:
+        from liquid_pilot.nn.checkpoint import load_pilot
+
+        load_pilot(driver)  # a missing or unreadable checkpoint is one line here, not an error in every worker
+        driver = str(driver)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [CollectJob(scenario, seed + i, out / bag_name(scenario, seed + i), storage, perturbation, keep_failures)
-            for i in range(episodes)]
+    jobs = [CollectJob(scenario, seed + i, out / bag_name(scenario, seed + i), storage, perturbation, keep_failures,
+                       search, driver) for i in range(episodes)]
     skipped: list[EpisodeResult] = []
+    results: list[EpisodeResult] = []
 
     def keep(job: CollectJob, outcome: tuple[EpisodeResult, bool], state: Progress) -> None:
+        results.append(outcome[0])
         if not outcome[1]:
             skipped.append(outcome[0])
         if progress is not None:
@@ -149,4 +194,5 @@ def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage
         for sim in _SIMS.values():
             sim.close()
         _SIMS.clear()
-    return CollectResult([j.path for j in jobs if j.path.exists()], skipped, spread)
+        _DRIVERS.clear()
+    return CollectResult([j.path for j in jobs if j.path.exists()], skipped, spread, results)
