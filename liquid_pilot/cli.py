@@ -85,12 +85,20 @@ def _wiring(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from liquid_pilot.flight.artefact import write_artefact
+    from liquid_pilot.nn.artefact import write_artefact
     from liquid_pilot.nn.export import export_torchscript
 
-    if not (args.onnx or args.torchscript):
-        raise SystemExit("error: name at least one of --onnx FILE, --torchscript FILE")
+    if not (args.onnx or args.torchscript or args.c):
+        raise SystemExit("error: name at least one of --onnx FILE, --torchscript FILE, --c DIR")
     pilot = _pilot(args.model)
+    if args.c:
+        from liquid_pilot.nn.export_c import check_destination, export_c
+        from liquid_pilot.harness.pilots import record_steps
+
+        check_destination(args.c)
+        export_c(args.model, args.c, record_steps(args.model, steps=args.c_steps))
+        print(f"wrote {args.c}: the step as C99 with its self-test over a simulated flight; run `make -C {args.c} "
+              "test` (and cortex-m4, aarch64: docs/microcontroller.md)")
     if args.onnx:
         write_artefact(args.model, args.onnx)
         print(f"wrote {args.onnx}: the flight artefact (pilot_node flies it with onnxruntime alone)")
@@ -100,18 +108,18 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _sim(args: argparse.Namespace) -> None:
-    from liquid_pilot.sim.config import list_hard, list_scenarios, list_validation, load_scenario
+    from liquid_pilot.sim.config import list_hard, list_scenarios, list_training, list_validation, load_scenario
     from liquid_pilot.sim.episode import ExpertPolicy, fly
     from liquid_pilot.sim.world import Simulator
 
     if args.list:
-        for name in list_scenarios() + list_validation() + list_hard():
+        for name in list_scenarios() + list_validation() + list_hard() + list_training():
             print(f"{name:20s} {load_scenario(name).description}")
         return
     scenario = _scenario(args)
     sim = Simulator(scenario)
     if args.model:
-        from liquid_pilot.sim.pilots import PilotPolicy
+        from liquid_pilot.harness.pilots import PilotPolicy
 
         policy = PilotPolicy.from_file(args.model)
         policy.check(sim)
@@ -139,6 +147,58 @@ def _sim(args: argparse.Namespace) -> None:
     sim.close()
 
 
+def _sitl(args: argparse.Namespace) -> None:
+    import json
+
+    from liquid_pilot.models import default_model, load_runtime
+    from liquid_pilot.harness.autopilot import AutopilotLoop, LoopConfig
+
+    scenario = _scenario(args)
+    model = args.model or str(default_model())
+
+    def log(level: str, message: str) -> None:
+        if args.verbose or level != "info":
+            print(f"[{level}] {message}", flush=True)
+
+    loop = AutopilotLoop(load_runtime(model), scenario, args.address, args.stack,
+                         LoopConfig(takeoff_height=args.takeoff_height), log)
+    seeds = range(args.seed, args.seed + args.episodes)
+    results = []
+    print(f"flying {model} through {args.stack} at {args.address}: {scenario.name}, {args.episodes} episodes from "
+          f"seed {args.seed} (taking off first: the autopilot may need a minute before it arms)", flush=True)
+    try:
+        loop.start()
+        for seed in seeds:
+            result = loop.episode(seed)
+            results.append(result)
+            reached = f" in {result.time_to_target:.2f} s" if result.time_to_target else ""
+            print(f"seed {seed}: {result.reason}{reached}", flush=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{args.stack} at {args.address}: {exc}") from None
+    finally:
+        loop.close(land=True)
+    lines = {"through": results}
+    if args.compare:
+        from liquid_pilot.sim.episode import fly
+        from liquid_pilot.harness.pilots import PilotPolicy
+        from liquid_pilot.sim.world import Simulator
+
+        sim = Simulator(scenario)
+        policy = PilotPolicy.from_file(model)
+        policy.check(sim)
+        lines["direct"] = [fly(sim, policy, seed) for seed in seeds]
+        sim.close()
+    for name, runs in lines.items():
+        times = [r.time_to_target for r in runs if r.success]
+        mean = f"{sum(times) / len(times):.2f} s" if times else "none reached"
+        where = f"through {args.stack}" if name == "through" else "direct (the simulator's own vehicle)"
+        print(f"{where}: {sum(r.success for r in runs)}/{len(runs)} reached; mean time to target {mean}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({name: [r.summary() for r in runs] for name, runs in lines.items()},
+                                             indent=1))
+        print(f"wrote {args.out}")
+
+
 def _scenario(args: argparse.Namespace):  # noqa: ANN202 (keeps sim imports lazy)
     from liquid_pilot.settings import parse_assignments
     from liquid_pilot.sim.config import load_scenario
@@ -150,7 +210,7 @@ def _scenario(args: argparse.Namespace):  # noqa: ANN202 (keeps sim imports lazy
 
 
 def _collect(args: argparse.Namespace) -> None:
-    from liquid_pilot.data.collect import CollectInterrupted, collect
+    from liquid_pilot.harness.collect import CollectInterrupted, collect
 
     scenario = _scenario(args)
     out = Path(args.out)
@@ -160,12 +220,18 @@ def _collect(args: argparse.Namespace) -> None:
               f"({'written' if kept else 'not written'})  [{state.line()}]", flush=True)
 
     try:
-        done = collect(scenario, args.episodes, out, args.seed, args.storage, args.perturbation, args.keep_failures,
-                       progress, args.workers, args.ray)
+        done = collect(scenario, args.episodes, out, args.seed, args.storage, args.perturbation,
+                       args.keep_failures or args.driver is not None, progress, args.workers, args.ray, args.search,
+                       args.driver)
     except CollectInterrupted as cut:
         print(f"interrupted: {cut} (partial bags are removed). {len(cut.written)} finished bags in {out} are "
               f"complete; run the same command again to continue.", file=sys.stderr)
         raise SystemExit(130) from None
+    if args.driver is not None:
+        failed = sum(1 for r in done.results if not r.success)
+        print(f"{len(done.written)} bags in {out}; this run: {len(done.results)} flights by {args.driver}, "
+              f"{failed} failed (written too); ran as {done.spread.describe()}")
+        return
     print(f"{len(done.written)} bags in {out}; {len(done.skipped)} failed expert flights not written; "
           f"ran as {done.spread.describe()}")
 
@@ -173,7 +239,9 @@ def _collect(args: argparse.Namespace) -> None:
 def _reading_options(args: argparse.Namespace) -> dict[str, str | None]:
     """Return the bag-reading settings given on the command line (None: not given)."""
     return {"image": args.image_topic, "command": args.command_topic, "imu": args.imu_topic,
-            "time_source": args.time_source, "command_frame": args.command_frame, "imu_frame": args.imu_frame}
+            "time_source": args.time_source, "command_frame": args.command_frame, "imu_frame": args.imu_frame,
+            "command_kind": args.command_kind, "command_lead_s": args.command_lead,
+            "motion_smoothing_s": args.motion_smoothing}
 
 
 def _print_reading(report: dict, skip: list[str], indent: str = "  ") -> None:
@@ -187,13 +255,32 @@ def _print_reading(report: dict, skip: list[str], indent: str = "  ") -> None:
     pairs = (("commands", "command_frame"), ("IMU", "imu_frame"))
     frames = [f"{what} from {report[key].upper()} to FLU" for what, key in pairs if report.get(key, "flu") != "flu"]
     print(f"{indent}time: {time}{'; converted: ' + ', '.join(frames) if frames else ''}")
+    label = report.get("label") or {}
+    if label.get("kind") == "motion":
+        lead = label["lead_s"]
+        lead = f"{lead[0]:g} s" if len(set(lead)) == 1 else "(" + ", ".join(f"{v:g}" for v in lead) + ") s"
+        smoothing = (f"smoothed by a zero-phase Gaussian of {label['smoothing_s']:g} s" if label["smoothing_s"]
+                     else "not smoothed")
+        print(f"{indent}label: the vehicle's motion on {topics.get('command')} (body frame: {label['frame_from']}), "
+              f"{smoothing}, at the frame's time + {lead}")
     for note in report.get("notes") or []:
         if note not in skip:
             print(f"{indent}note: {note}")
 
 
+def _print_lead(estimate: dict, indent: str = "  ") -> None:
+    """One bag's lead: per axis, or why an axis has none."""
+    from liquid_pilot.nn.policy import COMMAND_AXES
+
+    parts = []
+    for axis, lead, r, why in zip(COMMAND_AXES, estimate["lead_s"], estimate["correlation"], estimate["why"]):
+        parts.append(f"{axis} {lead:.2f} s (r {r:.2f})" if lead is not None else f"{axis} none ({why})")
+    print(f"{indent}lead: {estimate['motion']} follows {estimate['command']} by {', '.join(parts)}")
+
+
 def _bag_info(args: argparse.Namespace) -> None:
-    from liquid_pilot.data.reader import BagError, TopicConfig, read_flight
+    from liquid_pilot.data.reader import BagError, TopicConfig, estimate_lead, lead_pair, read_flight, \
+        suggested_lead
     from liquid_pilot.data.storage import find_bags, open_bag
 
     given = {k: v for k, v in _reading_options(args).items() if v is not None}
@@ -202,9 +289,11 @@ def _bag_info(args: argparse.Namespace) -> None:
     for line in unread:
         print(line)
     failed = 0
+    leads = []
     for path in bags:
         try:
             with open_bag(path) as bag:
+                all_topics = dict(bag.topics)
                 duration = bag.duration_s
                 print(f"{path}  ({bag.kind}, {duration:.2f} s, {sum(t.count for t in bag.topics.values())} messages)")
                 for topic in sorted(bag.topics.values(), key=lambda t: t.name):
@@ -224,14 +313,31 @@ def _bag_info(args: argparse.Namespace) -> None:
         except BagError as error:
             failed += 1
             print(f"  unusable for training: {error}")
+            report = None
+        command, motion, _ = lead_pair(all_topics, topics, report["topics"]["command"] if report else None)
+        if command and motion:
+            try:
+                leads.append(estimate_lead(path, command, motion, topics))
+                _print_lead(leads[-1])
+            except BagError as error:
+                print(f"  lead: not estimated: {error}")
+        if report is None:
             continue
         _print_reading(report, notes)
         steps = report.get("image_clock_steps", 0)
+        label = "motion label" if (report.get("label") or {}).get("kind") == "motion" else "command"
         print(f"  training would use {report['kept']} of {report['frames']} frames "
-              f"({report['frames_without_command']} without a command, {report.get('frames_without_imu', 0)} "
+              f"({report['frames_without_command']} without a {label}, {report.get('frames_without_imu', 0)} "
               f"without IMU), {report['gaps']} gaps, {steps} clock steps back, out-of-order stamps: "
               f"{report['frame_out_of_order']} frames, {report['command_out_of_order']} commands; frame interval "
               f"{report['median_frame_interval_s'] * 1e3:.1f} ms")
+    suggestion = suggested_lead(leads)
+    if suggestion is not None:
+        value = f"{suggestion[0]:g}" if len(set(suggestion)) == 1 else ",".join(f"{v:g}" for v in suggestion)
+        counted = sum(any(v is not None for v in e["lead_s"]) for e in leads)
+        over = f"the median of the {counted} bags with an estimate" if len(leads) > 1 else "this bag"
+        print(f"lead to train on the motion ({over}): --command-lead {value} (commands lead the motion by the "
+              f"vehicle's response; the label of a frame at t is the motion at t + lead)")
     if failed:
         raise SystemExit(2)
 
@@ -257,7 +363,8 @@ def _train_process(args: argparse.Namespace) -> dict:
 def _train_overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in (("epochs", args.epochs), ("threads", args.threads), ("seed", args.seed),
                                           ("device", args.device), ("precision", args.precision),
-                                          ("workers", args.workers)) if value is not None}
+                                          ("workers", args.workers), ("init", args.init),
+                                          ("freeze", ["cnn"] if args.freeze_cnn else None)) if value is not None}
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -265,7 +372,7 @@ def _train(args: argparse.Namespace) -> None:
 
     if args.processes is not None and args.ray is None:
         raise ValueError("--processes starts Ray Train workers and needs --ray ADDRESS (auto, local or an address); "
-                         "without Ray, start the processes with torchrun (README: Training at scale)")
+                         "without Ray, start the processes with torchrun (docs/training.md: Training at scale)")
     if args.ray is not None:
         _train_on_ray(args)
         return
@@ -326,11 +433,13 @@ def _replay(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from liquid_pilot.eval.demo import default_model, demo
+    from liquid_pilot.eval.demo import demo
+    from liquid_pilot.models import default_model
 
     model = Path(args.model) if args.model else default_model()
     if not model.is_file():
-        raise ValueError(f"{model}: no such pilot; train one (README: Reproduce) or pass --model")
+        raise ValueError(f"{model}: no such pilot; train one (docs/results.md: Reproduce the shipped pilots) or "
+                         "pass --model")
     demo(model, Path(args.out), args.episodes)
 
 
@@ -369,7 +478,9 @@ def _add_spread_options(parser: argparse.ArgumentParser) -> None:
 def _add_reading_options(parser: argparse.ArgumentParser, default: str) -> None:
     """How to read bags: topics, time source and body frames (checked by data.reader.TopicConfig)."""
     parser.add_argument("--image-topic", help=f"camera topic (Image or CompressedImage); default: {default}")
-    parser.add_argument("--command-topic", help=f"the label: Twist or TwistStamped topic; default: {default}")
+    parser.add_argument("--command-topic", help=f"the label: velocity commands (Twist, TwistStamped) or the vehicle's "
+                        f"motion (Odometry, velocity telemetry such as MAVROS's local_position/velocity_body); "
+                        f"default: {default}")
     parser.add_argument("--imu-topic", help=f"Imu topic, or 'none' for an image-only pilot; default: {default}")
     parser.add_argument("--time-source", metavar="{header,receive,auto}",
                         help="align streams by header stamps, by the time each message was recorded, or auto: "
@@ -378,6 +489,16 @@ def _add_reading_options(parser: argparse.ArgumentParser, default: str) -> None:
                         help="body frame of the recorded commands, converted to the pilot's FLU: flu (REP-103) or "
                              "frd (PX4, MAVLink BODY_NED) (default: flu)")
     parser.add_argument("--imu-frame", metavar="{flu,frd}", help="body frame of the recorded IMU (default: flu)")
+    parser.add_argument("--command-kind", metavar="{auto,command,motion}",
+                        help="what the command topic holds: velocity commands, or the motion the vehicle flew "
+                             "(default auto: motion for Odometry and for .../velocity_body, else command)")
+    parser.add_argument("--command-lead", metavar="SECONDS",
+                        help="motion labels: the label of a frame at t is the motion at t + SECONDS (one value, or "
+                             "four: vx,vy,vz,yaw_rate); bag info estimates it from bags with commands and odometry "
+                             "(default 0)")
+    parser.add_argument("--motion-smoothing", type=float, metavar="SECONDS",
+                        help="motion labels: standard deviation of the zero-phase Gaussian that smooths them; 0: none "
+                             "(default 0.05)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -390,10 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="checkpoint (default: a freshly initialised default pilot)")
     p.add_argument("--out", default="wiring.png", help="image file to write (default: wiring.png)")
     p.set_defaults(run=_wiring)
-    p = sub.add_parser("export", help="export a pilot's single step to ONNX and/or TorchScript")
+    p = sub.add_parser("export", help="export a pilot's single step to ONNX, TorchScript and/or C")
     p.add_argument("model", help="checkpoint")
     p.add_argument("--onnx", help="ONNX file to write")
     p.add_argument("--torchscript", help="TorchScript file to write")
+    p.add_argument("--c", metavar="DIR", help="directory for the step as portable C99, with a self-test and a Makefile")
+    p.add_argument("--c-steps", type=int, default=64, metavar="N",
+                   help="steps of the simulated flight the C self-test replays (default 64)")
     p.set_defaults(run=_export)
     p = sub.add_parser("sim", help="fly one simulated episode and print its metrics")
     p.add_argument("--scenario", default="forest_summer", help="scenario name or YAML file (default: forest_summer)")
@@ -407,6 +531,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario setting, e.g. --set inject.image_noise=0.1 (repeatable)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.set_defaults(run=_sim)
+    p = sub.add_parser("sitl", help="fly a pilot through a running PX4 or ArduPilot (SITL) in the simulator's scenes",
+                       description="The autopilot flies the vehicle; the simulator renders the camera at the pose it "
+                                   "reports and judges the task. Start the SITL first (docs/autopilot.md: the "
+                                   "autopilot in the loop); the bridge takes off to --takeoff-height, flies the "
+                                   "episodes, and lands.")
+    p.add_argument("--stack", required=True, choices=("px4", "ardupilot"), help="the autopilot")
+    p.add_argument("--address", required=True,
+                   help="its MAVLink link: PX4 SITL udpin:127.0.0.1:14540, ArduPilot SITL tcp:127.0.0.1:5760")
+    p.add_argument("--model", help="the pilot (.pt or .onnx; default: the shipped default pilot)")
+    p.add_argument("--scenario", default="forest_summer", help="scenario name or YAML file (default: forest_summer)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    p.add_argument("--seed", type=int, default=100000, help="the first episode's seed (default 100000)")
+    p.add_argument("--takeoff-height", type=float, default=1.0, help="m above the ground where episodes start")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override a scenario setting (repeatable)")
+    p.add_argument("--compare", action="store_true", help="also fly the same seeds in the simulator directly")
+    p.add_argument("--out", help="write every episode's metrics here (JSON)")
+    p.add_argument("--verbose", action="store_true", help="print the bridge's every transition")
+    p.set_defaults(run=_sitl)
     p = sub.add_parser("collect", help="record expert flights in the simulator as rosbag2 bags")
     p.add_argument("--scenario", default="forest_summer", help="scenario name or YAML file")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes (seeds seed..seed+N-1)")
@@ -416,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturbation", type=float, default=0.2,
                    help="DART-style noise on the flown command, as a share of the limits (default 0.2)")
     p.add_argument("--keep-failures", action="store_true", help="also write bags of failed expert flights")
+    p.add_argument("--search", choices=["left", "right"], help="until the chair first comes into view, the expert "
+                   "turns on the spot this way (labels the camera can predict; for flights that start with the chair "
+                   "out of view); default: it turns the shortest way to the chair, which the camera cannot see")
+    p.add_argument("--driver", metavar="MODEL", help="a pilot checkpoint flies (through the flight core) and the "
+                   "expert labels what it saw: closed-loop data aggregation (DAgger); every flight is written, the "
+                   "failed ones too")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override a scenario setting")
     _add_spread_options(p)
     p.set_defaults(run=_collect)
@@ -440,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "batch order, augmentation): for studies across training runs")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state.pt (with as "
                    "many processes as it had)")
+    p.add_argument("--init", metavar="MODEL", help="fine-tune: start from this pilot checkpoint (its architecture, "
+                   "inputs, normalisation and field of view are kept; its path and SHA-256 go into the provenance)")
+    p.add_argument("--freeze-cnn", action="store_true", help="with --init: keep the parent's CNN as it is and train "
+                   "the rest (freeze: [cnn] in the config)")
     p.add_argument("--skip-bad", action="store_true", help="report and skip unusable bags instead of stopping")
     p.add_argument("--device", metavar="{auto,cpu,cuda,mps}", help="where to train (default: the config's, auto: "
                    "cuda, else mps, else cpu); under torchrun each process takes the GPU of its local rank")

@@ -41,6 +41,14 @@ def test_bad_model_file_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None
     assert "junk.pt: not a readable checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_collect_with_a_missing_driver_is_one_line(tmp_path: Path) -> None:
+    result = run("collect", "--scenario", "search_left", "--search", "left", "--episodes", "1", "--out",
+                 str(tmp_path / "bags"), "--driver", str(tmp_path / "nope.pt"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("pybullet build time")]
+    assert errors == [f"error: {tmp_path / 'nope.pt'}: no such file"]
+
+
 def test_wiring_draws_a_png(tmp_path: Path) -> None:
     out = tmp_path / "wiring.png"
     result = run("wiring", "--out", str(out))

@@ -16,12 +16,13 @@ import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from liquid_pilot.data import collect as collect_module
-from liquid_pilot.data.bags import TYPESTORE, camera_info_msg, image_msg, imu_msg, twist_stamped_msg
-from liquid_pilot.data.collect import CollectInterrupted, collect
+from liquid_pilot.harness import collect as collect_module
+from liquid_pilot.harness.bags import TYPESTORE, camera_info_msg, image_msg, imu_msg, twist_stamped_msg
+from liquid_pilot.harness.collect import CollectInterrupted, collect
 from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, augment, augment_imu, load_flight, load_flights, \
     split_flights
 from liquid_pilot.data.reader import BagError, TopicConfig, read_flight
+from liquid_pilot.nn.checkpoint import CheckpointError
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
 from liquid_pilot.sim.world import Simulator
@@ -370,6 +371,37 @@ def test_imu_augmentation_draws_per_sequence_errors_within_its_ranges() -> None:
     assert spread.max() < 0.6 and spread.min() < 0.1 and spread.max() > 0.4
     assert torch.equal(noisy, augment_imu(imu, AugmentConfig(accel_noise=0.5), torch.Generator().manual_seed(0))
                        - imu)  # seeded
+
+
+def test_collect_with_a_driver_records_the_pilots_flight_with_the_experts_labels(tmp_path: Path) -> None:
+    # DAgger: an untrained pilot flies (and fails); the bag keeps its flight, labelled by the expert.
+    from liquid_pilot.nn.checkpoint import read_checkpoint, save_pilot
+    from liquid_pilot.nn.policy import Pilot, PilotConfig
+    from liquid_pilot.harness.pilots import PilotPolicy
+
+    model = tmp_path / "pilot.pt"
+    save_pilot(Pilot(PilotConfig(use_imu=False), seed=1), model)
+    scenario = load_scenario("search_right").with_overrides({"task.timeout_s": 2.0})
+    result = collect(scenario, 1, tmp_path / "bags", seed=7, perturbation=0.0, keep_failures=True, search="left",
+                     driver=model)
+    assert len(result.written) == 1 and not result.skipped
+    flight = read_flight(result.written[0], TopicConfig(imu=None))
+    meta = flight.metadata
+    assert meta["outcome"] == "timeout" and meta["driver"] == str(model) and meta["search"] == "left"
+    assert meta["driver_sha256"] == read_checkpoint(model)["sha256"]
+    # The same flight again: the pilot's commands flown, the expert's labels recorded.
+    sim, driver = Simulator(scenario), PilotPolicy.from_file(model)
+    driver.check(sim)
+    policy = ExpertPolicy(seed=7, search="left", driver=driver)
+    labels, flown = [], []
+    fly(sim, policy, 7, on_step=lambda s, o, c: (labels.append(policy.label.copy()), flown.append(c.copy())))
+    np.testing.assert_allclose(flight.commands, np.array(labels), atol=1e-6)
+    assert np.allclose(np.array(labels)[:, 3], 1.0)  # the chair never came into view: the search turn, left
+    assert not np.allclose(np.array(flown), np.array(labels))  # what flew was the pilot's
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        collect(scenario, 1, tmp_path / "more", driver=tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="search must be one of left, right, got 'up'"):
+        collect(scenario, 1, tmp_path / "more", search="up")
 
 
 def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from liquid_pilot import cli
 from liquid_pilot.data import shards
-from liquid_pilot.data.collect import collect
+from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, apply_augmentation, draw_augmentation, \
     load_flight
 from liquid_pilot.data.reader import TopicConfig

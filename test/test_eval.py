@@ -66,6 +66,42 @@ def test_models_fly_the_same_seeds_and_an_interrupted_run_resumes(tmp_path: Path
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_flight_artefact_flies_its_checkpoints_episodes_bit_for_bit(tmp_path: Path) -> None:
+    # The .onnx artefact is what flies on the drone: eval flies it through the same door as the checkpoint.
+    from liquid_pilot.nn.artefact import write_artefact
+
+    root = Path(__file__).resolve().parents[1]
+    checkpoint, artefact = root / "models" / "cfc_ncp.pt", tmp_path / "artefact" / "cfc_ncp_onnx.onnx"
+    write_artefact(checkpoint, artefact)
+    records, _ = evaluate([str(checkpoint), str(artefact)], ["forest_summer", "dark"], 2, tmp_path / "eval",
+                          seed=100000)
+    fields = ("condition", "seed", "reason", "time_to_target", "final_distance", "path_length", "jerk", "steps")
+    flown = {m: sorted(tuple(r[f] for f in fields) for r in records if r["model"] == m)
+             for m in ("cfc_ncp", "cfc_ncp_onnx")}
+    assert flown["cfc_ncp"] == flown["cfc_ncp_onnx"] and len(flown["cfc_ncp"]) == 4
+
+
+def test_an_episode_flies_the_same_after_another_as_alone() -> None:
+    # Each episode's clock starts again; a gate that kept the last episode's receive times would see the camera
+    # as stale for the new episode's first camera_timeout (hovering) - the mechanism of a regression once.
+    from liquid_pilot.harness.pilots import PilotPolicy
+    from liquid_pilot.sim.config import load_scenario
+    from liquid_pilot.sim.episode import fly
+    from liquid_pilot.sim.world import Simulator
+
+    sim = Simulator(load_scenario("forest_summer"))
+    try:
+        def flown(seeds: list[int]) -> tuple:
+            policy = PilotPolicy.from_file(ROOT / "models" / "cfc_ncp.pt")
+            policy.check(sim)
+            r = [fly(sim, policy, seed) for seed in seeds][-1]
+            return r.reason, r.steps, r.final_distance, r.path_length
+
+        assert flown([100000, 100001]) == flown([100001])
+    finally:
+        sim.close()
+
+
 def test_a_retrained_model_is_not_credited_with_the_old_ones_episodes(tmp_path: Path) -> None:
     model, out = tmp_path / "pilot.pt", tmp_path / "eval"
     save_pilot(Pilot(seed=1), model)

@@ -19,3 +19,25 @@ def test_pep257() -> None:
                              str(ROOT / "liquid_pilot")],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_layers_import_only_downward() -> None:
+    """flight/: no PyTorch or above it; bridge/: no ROS, no simulator; sim/: no bridge; data/: no simulator."""
+    import ast
+
+    forbidden = {"flight": ("nn", "sim", "ros", "bridge", "data", "train", "eval", "harness", "models"),
+                 "nn": ("sim", "ros", "bridge", "data", "train", "eval", "harness"),
+                 "bridge": ("nn", "sim", "ros", "data", "train", "eval", "harness"),
+                 "sim": ("bridge", "ros", "data", "train", "eval", "harness", "models"),
+                 "data": ("sim", "ros", "bridge", "train", "eval", "harness")}
+    found = []
+    for package, below in forbidden.items():
+        for path in sorted((ROOT / "liquid_pilot" / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "liquid_pilot" and len(parts) > 1 and parts[1] in below:
+                        found.append(f"{path.relative_to(ROOT)}: imports {name}")
+    assert found == []

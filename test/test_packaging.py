@@ -22,6 +22,7 @@ PROVIDERS = {
     "builtin_interfaces": "ros-builtin-interfaces", "sensor_msgs": "ros-sensor-msgs",
     "geometry_msgs": "ros-geometry-msgs", "std_msgs": "ros-std-msgs", "std_srvs": "ros-std-srvs",
     "nav_msgs": "ros-nav-msgs", "rosgraph_msgs": "ros-rosgraph-msgs", "launch": "launch", "launch_ros": "launch_ros",
+    "diagnostic_msgs": "ros-diagnostic-msgs", "visualization_msgs": "ros-visualization-msgs",
     "ray": "ray[train]", "pymavlink": "pymavlink", "cflib": "cflib",
 }
 
@@ -87,7 +88,7 @@ def test_extras_and_executables_for_the_bridges() -> None:
 
 def test_the_plain_install_is_the_onboard_flight_core() -> None:
     """`pip install liquid_pilot` is what a drone needs to fly an artefact: no PyTorch, simulator or plots;
-    `[ros]` stays the full install the README gives, and `[onboard]` adds only the ROS 2 wheels."""
+    `[ros]` stays the full install docs/install.md gives, and `[onboard]` adds only the ROS 2 wheels."""
     deps = setup_constant("DEPENDENCIES")
     assert setup_constant("ONBOARD") == ("flight",)
     assert not {"torch==2.13.0", "pybullet", "matplotlib", "onnx"} & set(deps["flight"])

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import cli
 import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from liquid_pilot.data.bags import TYPESTORE, image_msg, imu_msg, twist_stamped_msg
+from liquid_pilot.harness.bags import TYPESTORE, image_msg, imu_msg, twist_stamped_msg
 from liquid_pilot.data.dataset import load_flights, split_flights
 from liquid_pilot.data.mcap import McapFile, McapWriter
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig, read_flight
@@ -79,11 +78,6 @@ def labels_follow_frames(flight: Flight) -> None:
     """Each frame's command is the one recorded with it (the frame index is in its red channel)."""
     index = flight.images[:, 0, 0, 0].astype(int)
     np.testing.assert_allclose(flight.commands[:, 0], index / 100, atol=1e-6)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 # 1. Readers

@@ -1,12 +1,24 @@
-"""The results tables in the README and the model card are the shipped report's figures, not a stale copy."""
+"""The results tables in the manual, the README and the model card are the shipped reports' figures, not stale copies.
+
+docs/results.md holds the 50-episode table of the shipped pilots (as does the model card, without the expert) and
+the table of every recipe over three training runs; the README's headline table repeats figures from both.
+"""
 import json
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = "| condition | CfC-NCP (liquid, default, 18.5k) |"
+HEADER = "| condition | CfC-NCP (liquid, previous default, 18.5k) |"
+RUNS_HEADER = "| recipe | runs | easy tier: each run (seeds 0, 1, 2) |"
+HEADLINE_HEADER = "| pilot | shipped: in distribution | shipped: 19 out-of-distribution conditions |"
 MODELS = ["cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff", "expert"]
+# The training-runs study's recipes, in the tables' order: the six heads, then the four on the camera alone.
+RECIPES = ["cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff", "paper_cfc", "paper_ltc", "cfc_ncp_image", "ff_image"]
+
+
+def report(name: str) -> dict:
+    return json.loads((ROOT / "docs/results" / name / "report.json").read_text())
 
 
 def cell(stats: dict) -> str:
@@ -14,11 +26,17 @@ def cell(stats: dict) -> str:
     return f"{100 * stats['success_rate']:.0f}% [{100 * low:.0f}–{100 * high:.0f}]"
 
 
-def table(text: str) -> list[list[str]]:
-    """The rows of the one table that starts with HEADER, as lists of cells (the header and rule dropped)."""
+def over_runs(ood: dict) -> str:
+    """A recipe's mean ± SD over its runs with the t interval, clipped to 0–100% as `eval --runs` reports it."""
+    low, high = ood["ci95"]
+    return f"{100 * ood['mean']:.1f}% ± {100 * ood['sd']:.1f} [{100 * max(low, 0):.0f}–{100 * min(high, 1):.0f}]"
+
+
+def table(text: str, header: str = HEADER) -> list[list[str]]:
+    """The rows of the one table that starts with ``header``, as lists of cells (the header and rule dropped)."""
     lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(HEADER)]
-    assert len(starts) == 1, f"{len(starts)} tables start with {HEADER!r}"
+    starts = [i for i, line in enumerate(lines) if line.startswith(header)]
+    assert len(starts) == 1, f"{len(starts)} tables start with {header!r}"
     rows = []
     for line in lines[starts[0] + 2:]:
         if not line.startswith("|"):
@@ -27,11 +45,37 @@ def table(text: str) -> list[list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("document", ["README.md", "models/README.md"])
+@pytest.mark.parametrize("document", ["docs/results.md", "models/README.md"])
 def test_the_fifty_episode_table_is_the_shipped_report(document: str) -> None:
-    report = json.loads((ROOT / "docs/results/report.json").read_text())
-    expected = [[c] + [cell(report["summary"][m][c]) for m in MODELS] for c in report["conditions"]]
-    expected.append(["mean of the 19 out-of-distribution conditions"] + [cell(report["ood_mean"][m]) for m in MODELS])
+    shipped = report("")
+    expected = [[c] + [cell(shipped["summary"][m][c]) for m in MODELS] for c in shipped["conditions"]]
+    expected.append(["mean of the 19 out-of-distribution conditions"] + [cell(shipped["ood_mean"][m]) for m in MODELS])
     rows = table((ROOT / document).read_text())
     width = len(rows[0])  # the model card has no expert column
     assert rows == [row[:width] for row in expected]
+
+
+def test_the_training_runs_table_is_the_runs_reports() -> None:
+    easy, hard = report("runs_easy")["runs"], report("runs_hard")["runs"]
+    rows = table((ROOT / "docs/results.md").read_text(), RUNS_HEADER)
+    assert len(rows) == len(RECIPES)
+    for row, recipe in zip(rows, RECIPES):
+        expected = [str(len(easy[recipe]["runs"]))]
+        for tier in (easy, hard):
+            expected += [", ".join(f"{100 * x:.1f}" for x in tier[recipe]["ood"]["per_run"]),
+                         over_runs(tier[recipe]["ood"])]
+        assert row[1:] == expected, row[0]
+
+
+def test_the_readme_headline_table_is_the_reports() -> None:
+    shipped, easy, hard = report(""), report("runs_easy")["runs"], report("runs_hard")["runs"]
+    rows = table((ROOT / "README.md").read_text(), HEADLINE_HEADER)
+    models = RECIPES + ["expert"]
+    assert len(rows) == len(models)
+    names = [row[0] for row in table((ROOT / "docs/results.md").read_text(), RUNS_HEADER)]
+    assert [row[0] for row in rows[:len(RECIPES)]] == names  # each row names the recipe the results page does
+    for row, model in zip(rows, models):
+        expected = ([cell(shipped["summary"][model]["forest_summer"]), cell(shipped["ood_mean"][model])]
+                    if model in shipped["summary"] else ["—", "—"])
+        expected += [over_runs(easy[model]["ood"]), over_runs(hard[model]["ood"])] if model in easy else ["—", "—"]
+        assert row[1:] == expected, row[0]

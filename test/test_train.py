@@ -1,15 +1,14 @@
 """Training from bags: it learns, keeps the best checkpoint, logs, resumes exactly; replay."""
 import csv
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import cli
 import torch
 
-from liquid_pilot.data.collect import collect
+from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.reader import Flight
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
 from liquid_pilot.nn.policy import PilotConfig
@@ -41,6 +40,7 @@ def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Pat
     assert (tmp_path / "p.loss.png").stat().st_size > 5000
     provenance = read_checkpoint(tmp_path / "p.pt")["provenance"]
     assert provenance["epoch"] == val.index(min(val)) + 1 and provenance["flights"] == 4
+    assert provenance["camera_hz"] == pytest.approx(16.0, abs=0.5)  # the simulator's camera: pilot_node checks it
     pilot = load_pilot(tmp_path / "p.pt")
     assert not torch.allclose(pilot.image_std, torch.full((3,), 0.25))  # normalisation came from the data
     # The simulator's bags carry their CameraInfo: a 64x64 camera, 80 deg high, as the model sees it.
@@ -92,13 +92,8 @@ def test_the_training_camera_fov_is_the_flights_mean_and_must_agree() -> None:
 
 @pytest.mark.parametrize("fov", [[80.0], [0.0, 60.0], [80.0, 180.0], 80.0, [float("nan"), 60.0]])
 def test_pilot_config_refuses_impossible_fields_of_view(fov: object) -> None:
-    with pytest.raises(ValueError, match="camera_fov_deg needs two angles"):
+    with pytest.raises(ValueError, match="camera_fov_deg (needs two angles|must be a list of numbers or null)"):
         PilotConfig(camera_fov_deg=fov)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "liquid_pilot.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
@@ -110,7 +105,7 @@ def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
     assert result.returncode == 2 and "nothing: no such bag, file or folder" in result.stderr
     assert "Traceback" not in result.stderr
     result = cli("train", "--threads", "0", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
-    assert result.returncode == 2 and "threads and learning_rate must be positive" in result.stderr
+    assert result.returncode == 2 and "threads must be >= 1, got 0" in result.stderr
 
 
 def test_train_command_overrides_the_seed(bags: Path, tmp_path: Path) -> None:
@@ -126,3 +121,78 @@ def test_train_command_overrides_the_seed(bags: Path, tmp_path: Path) -> None:
 def test_shipped_training_config_loads() -> None:
     config = load_train_config(Path(__file__).resolve().parents[1] / "config" / "train.yaml")
     assert config.pilot.head == "cfc_ncp" and config.sequence_length == 64 and config.shift == 16
+
+
+# Fine-tuning: --init MODEL, --freeze-cnn
+
+
+@pytest.fixture(scope="module")
+def parent(bags: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small pilot trained on the module's bags: the parent of the fine-tunings below."""
+    out = tmp_path_factory.mktemp("parent") / "parent.pt"
+    _train(bags, out, epochs=1)
+    return out
+
+
+def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_fine_tuning_starts_from_the_parent_and_names_it(bags: Path, parent: Path, tmp_path: Path) -> None:
+    from liquid_pilot.train.trainer import file_sha256
+
+    config = load_train_config(None, {**FAST, "epochs": 1, "learning_rate": 1e-3, "init": str(parent),
+                                      "freeze": ["cnn"]})
+    log = io.StringIO()
+    train(config, [bags / "forest_summer_000031"], tmp_path / "tuned.pt", cache_dir=tmp_path / "cache", log=log)
+    assert f"fine-tuning {parent} (sha256 {file_sha256(parent)[:12]}...)" in log.getvalue()
+    before, after = load_pilot(parent), load_pilot(tmp_path / "tuned.pt")
+    for name, value in _tensors(before.encoder).items():  # the frozen CNN is the parent's, to the bit
+        torch.testing.assert_close(after.encoder.state_dict()[name], value, rtol=0, atol=0)
+    for name in ("image_mean", "image_std", "imu_mean", "imu_std"):  # the parent's normalisation, kept
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0)
+    changed = [n for n, v in _tensors(before.head).items() if not torch.equal(after.head.state_dict()[n], v)]
+    assert changed  # the head trained
+    assert after.config == before.config  # architecture, inputs and field of view
+    provenance = read_checkpoint(tmp_path / "tuned.pt")["provenance"]
+    assert provenance["parent"]["path"] == str(parent) and provenance["parent"]["sha256"] == file_sha256(parent)
+    assert provenance["parent"]["flights"] == 4 and provenance["frozen"] == ["cnn"] and provenance["flights"] == 1
+
+
+def test_fine_tuning_without_freezing_moves_every_part(bags: Path, parent: Path, tmp_path: Path) -> None:
+    config = load_train_config(None, {**FAST, "epochs": 1, "init": str(parent)})
+    train(config, [bags / "forest_summer_000031"], tmp_path / "tuned.pt", cache_dir=tmp_path / "cache",
+          log=io.StringIO())
+    before, after = load_pilot(parent), load_pilot(tmp_path / "tuned.pt")
+    assert not torch.equal(before.encoder.fc.weight, after.encoder.fc.weight)
+    assert torch.equal(before.image_std, after.image_std)  # the normalisation is the parent's all the same
+
+
+def test_fine_tuning_refuses_another_architecture_or_inputs_in_one_line(bags: Path, parent: Path,
+                                                                        tmp_path: Path) -> None:
+    other = tmp_path / "ltc.yaml"
+    other.write_text("pilot: {head: ltc_ncp}\n" + "".join(f"{key}: {value}\n" for key, value in FAST.items()))
+    result = cli("train", "--config", str(other), "--init", str(parent), "--data", str(bags),
+                 "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"error: {parent}: cannot fine-tune from it: its pilot.head is 'cfc_ncp' and this training's is 'ltc_ncp'; "
+        f"a fine-tuned pilot keeps its parent's architecture and inputs: drop pilot.head from the training config, "
+        f"or train from scratch (no --init) for another")
+    result = cli("train", "--init", str(parent), "--imu-topic", "none", "--epochs", "1", "--data", str(bags),
+                 "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "its pilot.use_imu is True and this training's is False" in result.stderr
+    assert "name its IMU topic (--imu-topic)" in result.stderr
+    result = cli("train", "--freeze-cnn", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "freeze ['cnn'] keeps weights of a parent: it needs init" in result.stderr
+    result = cli("train", "--init", str(tmp_path / "missing.pt"), "--data", str(bags), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and "missing.pt: no such file" in result.stderr
+    same = tmp_path / "same.yaml"  # pilot settings that agree with the parent are fine
+    same.write_text("pilot: {head: cfc_ncp, units: 19}\n" + "".join(f"{k}: {v}\n" for k, v in FAST.items()))
+    assert load_train_config(same, {"init": str(parent)}).pilot == load_pilot(parent).config
+
+
+def test_shipped_fine_tuning_config_loads() -> None:
+    root = Path(__file__).resolve().parents[1]
+    config = load_train_config(root / "config" / "finetune.yaml", {"init": str(root / "models" / "cfc_ncp.pt")})
+    assert config.pilot == load_pilot(root / "models" / "cfc_ncp.pt").config and config.learning_rate == 5e-4

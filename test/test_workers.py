@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liquid_pilot.data.collect import collect
+from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.reader import read_flight
 from liquid_pilot.eval.evaluate import evaluate
 from liquid_pilot.sim.config import load_scenario

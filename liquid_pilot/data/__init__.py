@@ -1,1 +1,1 @@
-"""Flights as rosbag2 bags: recording from the simulator, reading real bags, training sequences."""
+"""Flights as rosbag2 bags: reading real bags (any storage), training sequences and shards (collecting: harness)."""

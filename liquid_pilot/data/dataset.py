@@ -24,6 +24,7 @@ from liquid_pilot.data import shards
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig, read_flight
 from liquid_pilot.data.storage import bag_files, find_bags
 from liquid_pilot.flight.image import PREPROCESSING
+from liquid_pilot.settings import NON_NEGATIVE, Range, check_fields, setting
 
 # Bumped whenever a cache entry's contents change meaning: 2 = frames fitted by flight.image.fit
 # (not squashed) and the camera's field of view stored with them; 3 = streams never sorted across
@@ -188,19 +189,26 @@ class SequenceDataset(Dataset):
 
 @dataclass
 class AugmentConfig:
-    """Per-sequence photometric augmentation (the paper's ranges) and IMU errors (off by default)."""
+    """Per-sequence photometric augmentation (the paper's ranges) and IMU errors (off by default).
 
-    brightness: float = 0.4  # added, in [0, 1] image units, uniform +-
-    contrast: float = 0.4  # multiplier 1 +- this
-    saturation: float = 0.4  # multiplier 1 +- this
-    noise: float = 0.05  # Gaussian pixel noise std, [0, 1] units
-    colour: float = 0.0  # per-channel multiplier 1 +- this: a colour cast (light, white balance)
-    # IMU errors per sequence and axis: white noise with a std drawn uniformly up to the *_noise
-    # value, plus a constant bias drawn uniformly within +- the *_bias value.
-    gyro_noise: float = 0.0  # rad/s
-    gyro_bias: float = 0.0  # rad/s
-    accel_noise: float = 0.0  # m/s^2
-    accel_bias: float = 0.0  # m/s^2
+    Every setting is declared once with its documentation and range (``settings.setting``), checked on
+    construction. The IMU errors are drawn per sequence and axis: white noise with a standard deviation drawn
+    uniformly up to the ``*_noise`` value, plus a constant bias drawn uniformly within +- the ``*_bias`` value.
+    """
+
+    brightness: float = setting(0.4, "added to every pixel, in [0, 1] image units, uniform +-", Range(0.0, 1.0))
+    contrast: float = setting(0.4, "contrast multiplier 1 +- this", Range(0.0, 1.0, open_high=True))
+    saturation: float = setting(0.4, "saturation multiplier 1 +- this", Range(0.0, 1.0, open_high=True))
+    noise: float = setting(0.05, "Gaussian pixel noise standard deviation, [0, 1] image units", Range(0.0, 1.0))
+    colour: float = setting(0.0, "per-channel multiplier 1 +- this: a colour cast (light, white balance)",
+                            Range(0.0, 1.0, open_high=True))
+    gyro_noise: float = setting(0.0, "rad/s: the largest gyro noise standard deviation drawn", NON_NEGATIVE)
+    gyro_bias: float = setting(0.0, "rad/s: the largest gyro bias drawn", NON_NEGATIVE)
+    accel_noise: float = setting(0.0, "m/s^2: the largest accelerometer noise standard deviation drawn", NON_NEGATIVE)
+    accel_bias: float = setting(0.0, "m/s^2: the largest accelerometer bias drawn", NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "augment.")
 
 
 @dataclass

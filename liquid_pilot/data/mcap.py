@@ -3,7 +3,11 @@
 ``McapFile`` reads any MCAP: with its summary (index) it lists topics without reading the
 data; without one (a recorder killed, a battery pulled, a file cut in transfer) it scans the
 file and recovers every complete message, saying how many and where the file stops making
-sense. Messages come in the order they were written, so a clock that stepped back is seen as
+sense. A complete file written without a summary (its footer intact) is scanned too, and said
+to be complete. Schema and Channel records are found wherever the specification allows them:
+in the summary, in the data section, inside chunks; a summary with statistics but without
+(some of) the channels or schemas has the data section read for their definitions, as far as
+needed. Messages come in the order they were written, so a clock that stepped back is seen as
 such, never sorted across.
 
 ``McapWriter`` writes the ros2 profile with small chunks that are written, flushed and synced
@@ -38,6 +42,8 @@ class McapError(ValueError):
 
 @dataclass
 class Channel:
+    """An MCAP channel: its id, topic, schema name, message encoding, metadata and schema text."""
+
     id: int
     topic: str
     msgtype: str  # the schema's name; "" for a schemaless channel
@@ -45,6 +51,14 @@ class Channel:
     metadata: dict[str, str]
     schema: tuple[str, str] | None = None  # (schema encoding, definition text), when stored
     count: int = 0
+    schema_id: int = 0  # 0: no schema
+
+
+def _resolve(channel: Channel, schemas: dict[int, tuple[str, str, str]]) -> None:
+    """Give a channel its schema's name and definition, once the schema is known."""
+    schema = schemas.get(channel.schema_id)
+    if schema is not None:
+        channel.msgtype, channel.schema = schema[0], (schema[1], schema[2])
 
 
 @dataclass
@@ -58,6 +72,7 @@ class McapFile:
     indexed: bool = False  # False: no usable summary; the file was scanned
     recovered: int = 0  # messages found by the scan (when not indexed)
     cut_at: int | None = None  # bytes readable: where the last complete record ends (when the file is cut)
+    complete: bool = False  # the footer and closing magic are there: the file was closed (indexed or not)
     profile: str = ""
     rosbag2_metadata: str | None = None  # the YAML rosbag2 stores in the file, when present
 
@@ -124,6 +139,7 @@ class McapFile:
         footer = bio.read(FOOTER_SIZE)
         if footer[-8:] != MAGIC or footer[0] != OP_FOOTER or U64.unpack_from(footer, 1)[0] != 20:
             return False
+        self.complete = True
         summary_start = U64.unpack_from(footer, 9)[0]
         footer_start = self._size - FOOTER_SIZE
         if not self._data_start <= summary_start <= footer_start or summary_start == 0:
@@ -153,17 +169,65 @@ class McapFile:
                     metadata_offsets.append(offset)
         if statistics is None:
             return False
-        count, _, _, _, _, _, self.start_ns, self.end_ns = struct.unpack_from("<QHIIIIQQ", statistics, 0)
+        count, _, channel_count, _, _, _, self.start_ns, self.end_ns = struct.unpack_from("<QHIIIIQQ", statistics, 0)
         counts, _ = _map(statistics, 42, "<HQ")
+        if sum(counts.values()) != count:
+            return False  # per-channel counts missing or inconsistent: count by reading
+        self._data_end = summary_start
+        wanted = {cid for cid, n in counts.items() if n} | {c for cs in self._chunk_channels.values() for c in cs}
+        self._definitions(wanted, channel_count)
+        for channel in self.channels.values():
+            _resolve(channel, self._schemas)
         for cid, n in counts.items():
             if cid in self.channels:
                 self.channels[cid].count = n
         if count == 0:
             self.start_ns = self.end_ns = 0
-        self._data_end = summary_start
         for offset in metadata_offsets:
             self._metadata_record(offset)
         return True
+
+    def _missing(self, wanted: set[int], channel_count: int) -> bool:
+        """Whether channels (those with messages, or fewer than the statistics count) or their schemas are unknown."""
+        return (len(self.channels) < channel_count or not wanted <= set(self.channels)
+                or any(c.schema_id and c.schema_id not in self._schemas for c in self.channels.values()))
+
+    def _definitions(self, wanted: set[int], channel_count: int) -> None:
+        """Read the data section's Schema and Channel records (in chunks too) until none is missing.
+
+        The summary may leave them out (the spec makes their copies there optional): they are then
+        only in the data section, each before the first message that uses it. Stops as soon as
+        every channel and schema is known, so a file that defines them early is barely read.
+        """
+        if not self._missing(wanted, channel_count):
+            return
+        bio, pos = self._bio, self._data_start
+        bio.seek(pos)
+        while pos + 9 <= self._data_end and self._missing(wanted, channel_count):
+            op, length = RECORD.unpack(bio.read(9))
+            if op in (OP_DATA_END, OP_FOOTER) or pos + 9 + length > self._data_end:
+                return
+            pos += 9 + length
+            if op not in (OP_SCHEMA, OP_CHANNEL, OP_CHUNK):
+                bio.seek(pos)
+                continue
+            body = memoryview(bio.read(length))
+            if op != OP_CHUNK:
+                self._record_definitions(op, body)
+                continue
+            _, _, size, _ = CHUNK_HEAD.unpack_from(body, 0)
+            compression, at = _string(body, CHUNK_HEAD.size)
+            data = body[at + 8:at + 8 + U64.unpack_from(body, at)[0]]
+            if compression:
+                data = memoryview(_decompress(data, compression, size))
+            for inner, record, _ in _split_records(data):
+                self._record_definitions(inner, record)
+
+    def _record_definitions(self, op: int, body: memoryview) -> None:
+        if op == OP_SCHEMA:
+            self._schema(body)
+        elif op == OP_CHANNEL:
+            self._channel(body)
 
     def _metadata_record(self, offset: int) -> None:
         self._bio.seek(offset)
@@ -176,21 +240,25 @@ class McapFile:
 
     def _schema(self, body: bytes | memoryview) -> None:
         sid = U16.unpack_from(body, 0)[0]
+        if sid == 0 or sid in self._schemas:  # 0 is invalid (the spec: ignore it); later copies are the same
+            return
         name, pos = _string(body, 2)
         encoding, pos = _string(body, pos)
         size = U32.unpack_from(body, pos)[0]
         self._schemas[sid] = (name, encoding, bytes(body[pos + 4:pos + 4 + size]).decode("utf-8", "replace"))
+        for channel in self.channels.values():  # a channel read before its schema (the summary's, say)
+            if channel.schema_id == sid and channel.schema is None:
+                _resolve(channel, self._schemas)
 
     def _channel(self, body: bytes | memoryview) -> None:
         cid, sid = struct.unpack_from("<HH", body, 0)
+        if cid in self.channels:
+            return
         topic, pos = _string(body, 4)
         encoding, pos = _string(body, pos)
         metadata, _ = _map(body, pos, None)
-        if cid in self.channels:
-            return
-        schema = self._schemas.get(sid)
-        self.channels[cid] = Channel(cid, topic, schema[0] if schema else "", encoding, metadata,
-                                     (schema[1], schema[2]) if schema else None)
+        channel = self.channels[cid] = Channel(cid, topic, "", encoding, metadata, schema_id=sid)
+        _resolve(channel, self._schemas)
 
     def _scan(self) -> None:
         """No summary: walk the whole file, registering channels and counting complete messages."""

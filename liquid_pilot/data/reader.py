@@ -4,7 +4,14 @@ Images: sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or sensor_msgs/Compr
 decoded by ``flight.codec`` and brought to the model's size by ``flight.image.fit`` (centre crop to
 the model's aspect, then resize), exactly as in flight. The camera's sensor_msgs/CameraInfo, when
 the bag has it, gives the field of view the model sees after that crop.
-Commands: geometry_msgs/Twist or TwistStamped. IMU: sensor_msgs/Imu (optional).
+Labels (the command topic): velocity commands (geometry_msgs/Twist or TwistStamped), or the
+vehicle's motion (nav_msgs/Odometry, or TwistStamped velocity telemetry such as MAVROS's
+``local_position/velocity_body``) for flights flown by RC, whose stick commands never reach a
+topic. A command label is held until the next command; a motion label is the body-frame velocity
+and yaw rate the vehicle flew, smoothed by a zero-phase Gaussian (``motion_smoothing_s``) and
+interpolated at the frame's time plus a lead (``command_lead_s``): commands lead the motion they
+cause by the vehicle's response, which ``estimate_lead`` measures on bags that hold both.
+IMU: sensor_msgs/Imu (optional).
 
 Topics are named, or ``auto``: the one topic of the right type (or the conventional name among
 several), the choice reported. Time: header stamps or the time each message was recorded
@@ -13,13 +20,16 @@ detected and explained. Zero stamps take the receive time, counted. A stamp that
 more than ``max_reorder_s`` starts a new stretch (a clock reset): stretches are never sorted
 across, and each frame takes its command and IMU sample from the stretch that was running
 when it arrived. Smaller reorders are sorted and counted; gaps split a flight into segments.
-Commands and IMU samples recorded in FRD are converted to the pilot's FLU.
+Commands and IMU samples recorded in FRD are converted to the pilot's FLU; a motion label's body
+frame is read from its message where it names one (``base_link_frd``), and a twist in a world
+frame (``odom``, ``map``, ``*_ned``) is refused: it needs the attitude.
 Each frame gets the latest command and IMU sample stamped no later than the frame plus a
 tolerance, and no older than a maximum age; frames without them are reported, not hidden.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +41,23 @@ from liquid_pilot.flight.codec import IMU_TYPE, BadInput, image_to_rgb
 from liquid_pilot.flight.conventions import check_frame, command_to_flu, imu_to_flu
 from liquid_pilot.flight.image import fit, fov_after_fit
 
-__all__ = ["BagError", "Flight", "TopicConfig", "read_flight", "resolve_topics"]
+__all__ = ["BagError", "Flight", "TopicConfig", "estimate_lead", "read_flight", "resolve_topics"]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "geometry_msgs/msg/Twist")
+ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
+LABEL_TYPES = (*COMMAND_TYPES, ODOMETRY_TYPE)
+COMMAND_KINDS = ("auto", "command", "motion")
+# TwistStamped topics that auto reads as the vehicle's motion, by their last name: MAVROS's body-frame velocity.
+TELEMETRY_NAMES = ("velocity_body",)
+# Frame ids of world frames (REP-105, MAVROS, PX4): a twist in one of them needs the attitude to be a body velocity.
+WORLD_FRAMES = ("map", "odom", "world", "earth", "local_origin", "local")
+WORLD_SUFFIXES = ("_ned", "_enu")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 HEADERLESS = {"geometry_msgs/msg/Twist"}
 AUTO, NONE = "auto", "none"
 CONVENTIONAL = {"image": "/camera/image_raw", "command": "/cmd_vel", "imu": "/imu/data"}
-ALLOWED = {"image": IMAGE_TYPES, "command": COMMAND_TYPES, "imu": (IMU_TYPE,)}
+ALLOWED = {"image": IMAGE_TYPES, "command": LABEL_TYPES, "imu": (IMU_TYPE,)}
 OPTION = {"image": "--image-topic", "command": "--command-topic", "imu": "--imu-topic"}
 TIME_SOURCES = ("header", "receive", "auto")
 CLOCK_OFFSET_S = 0.5  # streams whose header clocks differ by more than this are on different clocks
@@ -63,6 +81,15 @@ class TopicConfig:
     max_reorder_s: float = 0.25  # a stamp this much before one already seen: the clock stepped back
     command_frame: str = "flu"  # body frame of the recorded commands: flu (REP-103) or frd (PX4, MAVLink)
     imu_frame: str = "flu"  # body frame of the recorded IMU samples
+    # What the command topic holds: command (velocity commands: each frame takes the latest), motion (the
+    # velocity the vehicle flew: Odometry, velocity telemetry), or auto: motion for Odometry and for a
+    # TwistStamped named like velocity telemetry (.../velocity_body), else command.
+    command_kind: str = "auto"
+    # Motion labels: the label of a frame at t is the motion at t + lead (s): one value, or one per axis
+    # [vx, vy, vz, yaw_rate]. Commands lead the motion by the vehicle's response; bag info estimates it.
+    command_lead_s: float | list[float] = 0.0
+    # Motion labels: standard deviation (s) of the zero-phase Gaussian that smooths the velocities; 0: none.
+    motion_smoothing_s: float = 0.05
 
     def __post_init__(self) -> None:
         if self.imu is None or self.imu.lower() == NONE:
@@ -74,10 +101,19 @@ class TopicConfig:
             raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got {self.time_source!r}")
         check_frame(self.command_frame, "command_frame")
         check_frame(self.imu_frame, "imu_frame")
-        for name in ("tolerance_s", "command_max_age_s", "imu_max_age_s", "gap_factor", "max_reorder_s"):
+        if self.command_kind not in COMMAND_KINDS:
+            raise ValueError(f"command_kind must be one of {', '.join(COMMAND_KINDS)}, got {self.command_kind!r}")
+        self.command_lead_s = _lead_values(self.command_lead_s)
+        for name in ("tolerance_s", "command_max_age_s", "imu_max_age_s", "gap_factor", "max_reorder_s",
+                     "motion_smoothing_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    def leads(self) -> list[float]:
+        """Return the lead (s) of each axis [vx, vy, vz, yaw_rate]."""
+        lead = self.command_lead_s
+        return [float(lead)] * 4 if isinstance(lead, (int, float)) else [float(v) for v in lead]
 
     def camera_info_topic(self, image: str | None = None) -> str | None:
         """Return the CameraInfo topic to read for ``image`` (default: the configured one), or None."""
@@ -85,6 +121,60 @@ class TopicConfig:
             return self.camera_info or None
         base = (image or self.image).removesuffix("/compressed")  # image_transport's topic for compressed frames
         return base.rpartition("/")[0] + "/camera_info" if "/" in base else "camera_info"
+
+
+MAX_LEAD_S = 5.0
+
+
+def _lead_values(value: object) -> float | list[float]:
+    """Check a lead: one number, or four (vx, vy, vz, yaw_rate); "0.3" and "0.3,0.3,0.2,0.1" from a command line."""
+    given = value
+    if isinstance(value, str):
+        try:
+            value = [float(v) for v in value.split(",")]
+        except ValueError:
+            value = []
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 4) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and 0 <= v <= MAX_LEAD_S for v in values):
+        raise ValueError(f"command_lead_s must be seconds from 0 to {MAX_LEAD_S:g}: one value, or four (vx, vy, vz, "
+                         f"yaw_rate), got {given!r}")
+    return float(values[0]) if len(values) == 1 else [float(v) for v in values]
+
+
+def label_kind(topic: str, msgtype: str, kind: str = "auto") -> str:
+    """Return what a label topic holds, 'command' or 'motion', under the ``command_kind`` setting.
+
+    Raises ValueError if the setting contradicts the type (Odometry read as commands).
+    """
+    if msgtype == ODOMETRY_TYPE:
+        if kind == "command":
+            raise ValueError(f"{topic} is nav_msgs/Odometry, the vehicle's motion: it cannot be read as velocity "
+                             f"commands (command_kind motion or auto)")
+        return "motion"
+    if kind != "auto":
+        return kind
+    last = topic.rstrip("/").rpartition("/")[2]
+    return "motion" if msgtype != "geometry_msgs/msg/Twist" and last in TELEMETRY_NAMES else "command"
+
+
+def motion_frame(frame_id: str, world_id: str, configured: str) -> tuple[str | None, str]:
+    """Return the body frame (flu, frd) a motion label's twist is in, from its frame id, and how it was decided.
+
+    ``frame_id``: Odometry's child_frame_id, or a TwistStamped's header frame; ``world_id``: an
+    Odometry's header frame (the pose's). None for a world frame, whose twist needs the attitude.
+    """
+    name = frame_id.strip().lstrip("/").lower()
+    if not name:
+        return configured, f"no frame id: taken as the body frame (REP-105), {configured.upper()}"
+    if name == world_id.strip().lstrip("/").lower() or name in WORLD_FRAMES or name.endswith(WORLD_SUFFIXES):
+        return None, f"{frame_id!r} is a world frame"
+    if name.endswith("frd"):
+        return "frd", f"{frame_id!r} names FRD"
+    if name.endswith("flu"):
+        return "flu", f"{frame_id!r} names FLU"
+    return configured, f"{frame_id!r}, a body frame in {configured.upper()}" + (
+        " (REP-103)" if configured == "flu" else " (--command-frame)")
 
 
 @dataclass
@@ -182,8 +272,21 @@ def _camera_fov(info: Any, frame_shape: tuple[int, ...], size: tuple[int, int] |
 
 
 def _command(msg: Any) -> list[float]:
+    """[vx, vy, vz, yaw rate] of a Twist, TwistStamped or Odometry (its twist, in the child frame)."""
     twist = getattr(msg, "twist", msg)
+    twist = getattr(twist, "twist", twist)  # Odometry: TwistWithCovariance
     return [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z]
+
+
+def _label_frames(msg: Any) -> tuple[str, str]:
+    """Return (the twist's frame id, the world frame id) of a label message.
+
+    Odometry's child and header frames, a TwistStamped's header frame; empty where the type has none.
+    """
+    header = getattr(msg, "header", None)
+    frame = header.frame_id if header is not None else ""
+    child = getattr(msg, "child_frame_id", None)
+    return (child, frame) if child is not None else (frame, "")
 
 
 def _imu(msg: Any) -> list[float]:
@@ -218,6 +321,16 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
         info, shape = None, None
         wanted = set(roles) | ({info_topic} if info_topic else set())
         headed = {role: bag.topics[topic].msgtype not in HEADERLESS for topic, role in roles.items()}
+        label_type = bag.topics[chosen["command"]].msgtype
+        try:
+            kind = label_kind(chosen["command"], label_type, config.command_kind)
+        except ValueError as exc:
+            raise BagError(bag_path, f"{exc}; choose with --command-kind") from None
+        if kind == "command" and any(config.leads()):
+            raise BagError(bag_path, f"a lead (command_lead_s {config.command_lead_s}) is for motion labels, and "
+                                     f"{chosen['command']} holds velocity commands; name the motion topic (Odometry, "
+                                     f"velocity telemetry) with --command-topic, or --command-kind motion")
+        label_frames: Counter = Counter()
         invalid = {"command": 0, "imu": 0}
         try:
             for arrival, (topic, receive, raw) in enumerate(bag.messages(wanted)):
@@ -238,6 +351,8 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
                     stream.values.append(fit(image, size) if size is not None else image)
                 else:
                     values = _command(msg) if role == "command" else _imu(msg)
+                    if role == "command" and kind == "motion" and len(label_frames) < 8:
+                        label_frames[_label_frames(msg)] += 1
                     if not all(math.isfinite(v) for v in values):
                         invalid[role] += 1  # NaN or infinity: a sample that would poison training
                         continue
@@ -253,13 +368,30 @@ def read_flight(path: str | Path, topics: TopicConfig | None = None,
         notes += [f"{n} {role} samples on {chosen[role]} are not finite (NaN or infinity): left out"
                   for role, n in invalid.items() if n]
         metadata = dict(bag.custom_data)
-    flight = _align(bag_path, config, streams, notes)
+    label = _label(bag_path, config, chosen["command"], label_type, kind, label_frames)
+    flight = _align(bag_path, config, streams, notes, label)
     flight.metadata = metadata
     if info is not None:
         flight.camera_fov_deg = _camera_fov(info, shape, size)
     flight.report.update(topics=chosen, chosen=how, camera_info=info_topic if info is not None else None,
-                         command_frame=config.command_frame, imu_frame=config.imu_frame)
+                         command_frame=label["frame"], imu_frame=config.imu_frame, label=label)
     return flight
+
+
+def _label(bag: Path, config: TopicConfig, topic: str, msgtype: str, kind: str, frames: Counter) -> dict[str, Any]:
+    """How the label is read (for the report and the checkpoint): its kind, body frame, lead and smoothing."""
+    label: dict[str, Any] = {"kind": kind, "type": msgtype, "frame": config.command_frame}
+    if kind == "command":
+        return label
+    (frame_id, world_id), _ = frames.most_common(1)[0] if frames else (("", ""), 0)
+    frame, how = motion_frame(frame_id, world_id, config.command_frame)
+    if frame is None:
+        field_name = "child_frame_id" if msgtype == ODOMETRY_TYPE else "header.frame_id"
+        raise BagError(bag, f"the velocities on {topic} are in a world frame ({field_name} {how}): a label is the "
+                            f"body-frame velocity (REP-105: twist in the child frame base_link); record the vehicle's "
+                            f"body velocity (e.g. MAVROS local_position/velocity_body, or an Odometry in base_link)")
+    label.update(frame=frame, frame_from=how, lead_s=config.leads(), smoothing_s=config.motion_smoothing_s)
+    return label
 
 
 def _clock_offsets(streams: dict[str, _Stream]) -> dict[str, float]:
@@ -334,6 +466,83 @@ def _latest(stamps: np.ndarray, at: np.ndarray, tolerance: int, max_age: int) ->
     return np.maximum(index, 0), ok
 
 
+def _frame_runs(frames: tuple[np.ndarray, np.ndarray, np.ndarray],
+                samples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Return the sample run each frame looks in (see ``_match``)."""
+    _, f_runs, f_arrival = frames
+    _, s_runs, s_arrival = samples
+    if f_runs.max() == s_runs.max():
+        return f_runs
+    last = np.searchsorted(s_arrival, f_arrival) - 1
+    return s_runs[np.maximum(last, 0)]
+
+
+def _smooth(stamps: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
+    """Zero-phase Gaussian smoothing (standard deviation ``sigma`` ns) of samples at sorted ``stamps``, cut at 3 sigma.
+
+    Each sample becomes the Gaussian-weighted mean of the samples within 3 sigma of it, weighted by
+    their distance in time (so uneven sampling is smoothed alike), which neither delays nor
+    advances the signal.
+    """
+    if sigma <= 0 or len(stamps) < 2:
+        return values
+    reach = np.searchsorted(stamps, stamps + 3 * sigma, side="right") - np.arange(len(stamps)) - 1
+    total = values.copy()
+    weight = np.ones(len(stamps))
+    for k in range(1, int(reach.max()) + 1):
+        near = reach[:-k] >= k  # sample i and i + k are within 3 sigma
+        w = np.exp(-0.5 * ((stamps[k:] - stamps[:-k]) / sigma) ** 2) * near
+        total[:-k] += w[:, None] * values[k:]
+        total[k:] += w[:, None] * values[:-k]
+        weight[:-k] += w
+        weight[k:] += w
+    return total / weight[:, None]
+
+
+def _motion(frames: tuple[np.ndarray, np.ndarray, np.ndarray], samples: tuple[np.ndarray, np.ndarray, np.ndarray],
+            values: np.ndarray, leads: list[float], sigma_s: float, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Motion labels of frames: each axis's smoothed velocity interpolated at the frame's stamp + that axis's lead.
+
+    Samples of the frame's run only (as ``_match``); a frame is labelled when, on every axis, its
+    target time lies within the run, between samples at most ``max_gap`` apart: motion is
+    interpolated, never extrapolated. Returns (N, 4) labels and which frames have them.
+    """
+    f_stamps = frames[0]
+    s_stamps, s_runs, _ = samples
+    labels = np.zeros((len(f_stamps), 4))
+    ok = np.zeros(len(f_stamps), bool)
+    if not len(s_stamps):
+        return labels, ok
+    for mine, indices, t in _by_run(frames, samples):
+        if not len(t):
+            continue
+        v = _smooth(t.astype(np.float64), values[indices], sigma_s * 1e9)
+        good = np.ones(int(mine.sum()), bool)
+        for axis, lead in enumerate(leads):
+            target = f_stamps[mine] + int(round(lead * 1e9))
+            right = np.clip(np.searchsorted(t, target), 0, len(t) - 1)
+            left = np.clip(right - 1, 0, len(t) - 1)
+            inside = (target >= t[0]) & (target <= t[-1])
+            good &= inside & (t[right] - t[left] <= max_gap)
+            labels[mine, axis] = np.interp(target, t, v[:, axis])
+        ok[mine] = good
+    return labels, ok
+
+
+def _by_run(frames: tuple[np.ndarray, np.ndarray, np.ndarray], samples: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    """Yield (frames' mask, sample indices in time order, their stamps) for each sample run frames look in.
+
+    A frame looks only in its own run (``_frame_runs``); the indices point into ``samples``.
+    """
+    s_stamps, s_runs, _ = samples
+    run_of_frame = _frame_runs(frames, samples)
+    order, _ = _ordered(s_stamps, s_runs)
+    sorted_stamps, sorted_runs = s_stamps[order], s_runs[order]
+    for run in np.unique(run_of_frame):
+        lo, hi = np.searchsorted(sorted_runs, run), np.searchsorted(sorted_runs, run, side="right")
+        yield run_of_frame == run, order[lo:hi], sorted_stamps[lo:hi]
+
+
 def _match(frames: tuple[np.ndarray, np.ndarray, np.ndarray], samples: tuple[np.ndarray, np.ndarray, np.ndarray],
            tolerance: int, max_age: int) -> tuple[np.ndarray, np.ndarray]:
     """For frames (stamps, runs, arrival) in flight order, each one's sample (an index into ``samples``), and ok.
@@ -343,28 +552,20 @@ def _match(frames: tuple[np.ndarray, np.ndarray, np.ndarray], samples: tuple[np.
     the run of the same rank; else the run that was running when the frame arrived (that of the
     last sample received before it).
     """
-    f_stamps, f_runs, f_arrival = frames
-    s_stamps, s_runs, s_arrival = samples
+    f_stamps = frames[0]
+    s_stamps, s_runs, _ = samples
     index = np.zeros(len(f_stamps), np.int64)
     ok = np.zeros(len(f_stamps), bool)
     if not len(s_stamps):
         return index, ok
-    if f_runs.max() == s_runs.max():
-        run_of_frame = f_runs
-    else:
-        last = np.searchsorted(s_arrival, f_arrival) - 1
-        run_of_frame = s_runs[np.maximum(last, 0)]
-    order, _ = _ordered(s_stamps, s_runs)
-    sorted_stamps, sorted_runs = s_stamps[order], s_runs[order]
-    for run in np.unique(run_of_frame):
-        mine = run_of_frame == run
-        lo, hi = np.searchsorted(sorted_runs, run), np.searchsorted(sorted_runs, run, side="right")
-        i, good = _latest(sorted_stamps[lo:hi], f_stamps[mine], tolerance, max_age)
-        index[mine], ok[mine] = order[lo + i], good
+    for mine, indices, stamps in _by_run(frames, samples):
+        i, good = _latest(stamps, f_stamps[mine], tolerance, max_age)
+        index[mine], ok[mine] = indices[i], good
     return index, ok
 
 
-def _align(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: list[str]) -> Flight:
+def _align(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: list[str],
+           label: dict[str, Any]) -> Flight:
     if not streams["image"].values:
         raise BagError(bag, f"no frames on {streams['image'].topic}")
     if not streams["command"].values:
@@ -393,7 +594,12 @@ def _align(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: l
     order, _ = _ordered(f_stamps, f_runs)
     frames = (f_stamps[order], f_runs[order], f_arrival[order])
     tol = int(config.tolerance_s * 1e9)
-    c_index, c_ok = _match(frames, arrays["command"], tol, int(config.command_max_age_s * 1e9))
+    if label["kind"] == "motion":
+        labels, c_ok = _motion(frames, arrays["command"], np.asarray(streams["command"].values, np.float64),
+                               label["lead_s"], label["smoothing_s"], int(config.command_max_age_s * 1e9))
+    else:
+        c_index, c_ok = _match(frames, arrays["command"], tol, int(config.command_max_age_s * 1e9))
+        labels = np.asarray(streams["command"].values, np.float64)[c_index]
     keep = c_ok.copy()
     report["frames_without_command"] = int(np.sum(~c_ok))
     if "imu" in streams:
@@ -415,12 +621,12 @@ def _align(bag: Path, config: TopicConfig, streams: dict[str, _Stream], notes: l
     dt = np.concatenate([[0.0], intervals / 1e9]).astype(np.float32)
     dt[breaks] = 0.0
     images = np.stack([streams["image"].values[i] for i in order[keep]])
-    commands = np.asarray(streams["command"].values, np.float64)[c_index[keep]]
+    commands = labels[keep]
     if "imu" in streams:
         imu = imu_to_flu(np.asarray(streams["imu"].values, np.float64)[i_index[keep]], config.imu_frame)
     else:
         imu = np.zeros((len(stamps), 6), np.float32)
-    return Flight(bag=str(bag), images=images, commands=command_to_flu(commands, config.command_frame), imu=imu,
+    return Flight(bag=str(bag), images=images, commands=command_to_flu(commands, label["frame"]), imu=imu,
                   dt=dt, segments=np.cumsum(breaks) - 1, report=report)
 
 
@@ -435,3 +641,152 @@ def _closest(frame_stamps: np.ndarray, arrays: dict, config: TopicConfig) -> str
         return (f"; the nearest command is {gap:.3f} s from any frame: if the topics are stamped on different "
                 f"clocks, try --time-source receive")
     return ""
+
+
+LEAD_STEP_S = 0.01  # the grid the two streams are resampled on to correlate them
+LEAD_RANGE_S = (-0.5, 2.0)  # lags tried; a peak below zero means the motion comes first: not a response
+MIN_CORRELATION = 0.3  # weaker peaks give no estimate
+MIN_SPREAD = 0.01  # m/s or rad/s: an axis commanded less than this (standard deviation) gives no estimate
+MIN_OVERLAP_S = 8.0  # commands and motion recorded together for less than this give no estimate
+
+
+def lead_pair(topics: dict[str, Topic], config: TopicConfig,
+              label: str | None = None) -> tuple[str | None, str | None, str]:
+    """Return the (command, motion) topics a bag's lead is estimated from, or Nones and why not.
+
+    ``label``: the label topic chosen for training, which is one of the two when it can be; the
+    other is the only one of its kind, or the conventional name (/cmd_vel, /odom) among several.
+    """
+    def kind(topic: Topic) -> str:
+        setting = config.command_kind if topic.name == label else "auto"
+        try:
+            return label_kind(topic.name, topic.msgtype, setting)
+        except ValueError:
+            return "motion"
+
+    found: dict[str, list[str]] = {"command": [], "motion": []}
+    for topic in topics.values():
+        if topic.msgtype in LABEL_TYPES:
+            found[kind(topic)].append(topic.name)
+    chosen: dict[str, str | None] = {}
+    for what, conventional in (("command", "/cmd_vel"), ("motion", "/odom")):
+        names = sorted(found[what])
+        if label in names:
+            chosen[what] = label
+        elif len(names) == 1 or conventional in names:
+            chosen[what] = names[0] if len(names) == 1 else conventional
+        elif names:
+            return None, None, f"several {what} topics ({', '.join(names)}): name the label with --command-topic"
+        else:
+            return None, None, f"no {what} topic" + (" (velocity commands)" if what == "command" else
+                                                     " (Odometry or velocity telemetry)")
+    return chosen["command"], chosen["motion"], ""
+
+
+def estimate_lead(path: str | Path, command: str, motion: str, config: TopicConfig | None = None) -> dict[str, Any]:
+    """How long the motion on ``motion`` follows the commands on ``command``, per axis [vx, vy, vz, yaw_rate].
+
+    Both streams are brought to FLU (commands by ``command_frame``, motion by its frame id),
+    resampled every 10 ms (commands held, motion interpolated) and correlated at lags from -0.5
+    to 2 s; each axis's lead is the lag of the highest correlation (refined between grid points),
+    where it is positive, at least 0.3, the axis was commanded and the two streams overlap at
+    least 8 s. Returns {command, motion,
+    lead_s, correlation, why} with a lead and correlation per axis (None where there is no estimate,
+    and ``why`` says why), or raises BagError.
+    """
+    config = config or TopicConfig()
+    bag_path = Path(path)
+    streams = {"command": _Stream(command), "motion": _Stream(motion)}
+    frames: Counter = Counter()
+    with open_bag(bag_path) as bag:
+        headed = {role: bag.topics[s.topic].msgtype not in HEADERLESS for role, s in streams.items()}
+        role_of = {command: "command", motion: "motion"}
+        try:
+            for arrival, (topic, receive, raw) in enumerate(bag.messages(set(role_of))):
+                msg = bag.decode(topic, raw)
+                role = role_of[topic]
+                values = _command(msg)
+                if not all(math.isfinite(v) for v in values):
+                    continue
+                if role == "motion" and len(frames) < 8:
+                    frames[_label_frames(msg)] += 1
+                stream = streams[role]
+                stream.values.append(values)
+                stream.header.append(_stamp(msg) if headed[role] else -1)
+                stream.receive.append(receive)
+                stream.arrival.append(arrival)
+        except Exception as exc:
+            raise BagError(bag_path, f"damaged message data (truncated or corrupted?): {exc}") from None
+    result: dict[str, Any] = {"command": command, "motion": motion, "lead_s": [None] * 4, "correlation": [None] * 4,
+                              "why": [""] * 4}
+    if min(len(s.values) for s in streams.values()) < 2:
+        result["why"] = ["too few samples"] * 4
+        return result
+    (frame_id, world_id), _ = frames.most_common(1)[0] if frames else (("", ""), 0)
+    frame, how = motion_frame(frame_id, world_id, "flu")
+    if frame is None:
+        result["why"] = [f"the motion is in a world frame ({how})"] * 4
+        return result
+    offsets = _clock_offsets(streams)
+    both = all(any(h > 0 for h in s.header) for s in streams.values())
+    source = "header" if both and abs(offsets["command"] - offsets["motion"]) <= CLOCK_OFFSET_S else "receive"
+    series = {}
+    for role, stream in streams.items():
+        stamps, _ = _times(stream, source, offsets[role])
+        order = np.argsort(stamps, kind="stable")
+        values = np.asarray(stream.values, np.float64)[order]
+        body = config.command_frame if role == "command" else frame
+        series[role] = (stamps[order] / 1e9, command_to_flu(values, body).astype(np.float64))
+    (ct, cv), (mt, mv) = series["command"], series["motion"]
+    start, end = max(ct[0], mt[0]), min(ct[-1], mt[-1])
+    if end - start < MIN_OVERLAP_S:
+        result["why"] = [f"the two streams overlap {max(0.0, end - start):.1f} s, too short"] * 4
+        return result
+    grid = np.arange(start, end, LEAD_STEP_S)
+    held = cv[np.clip(np.searchsorted(ct, grid, side="right") - 1, 0, len(ct) - 1)]
+    lags = np.arange(int(round(LEAD_RANGE_S[0] / LEAD_STEP_S)), int(round(LEAD_RANGE_S[1] / LEAD_STEP_S)) + 1)
+    for axis in range(4):
+        c = held[:, axis]
+        m = np.interp(grid, mt, mv[:, axis])
+        if c.std() < MIN_SPREAD:
+            result["why"][axis] = "not commanded"
+            continue
+        r = np.array([_correlation(c[max(0, -k):len(c) - max(0, k)], m[max(0, k):len(m) - max(0, -k)])
+                      for k in lags])
+        best = int(np.nanargmax(r)) if np.isfinite(r).any() else 0
+        peak = float(r[best]) if np.isfinite(r[best]) else 0.0
+        if peak < MIN_CORRELATION:
+            result["why"][axis] = f"weak correlation (at most {peak:.2f})"
+            continue
+        shift = 0.0
+        if 0 < best < len(r) - 1:  # the peak of the parabola through the best lag and its neighbours
+            a, b, z = r[best - 1], r[best], r[best + 1]
+            shift = 0.5 * (a - z) / (a - 2 * b + z) if a - 2 * b + z < 0 else 0.0
+        lead = (lags[best] + shift) * LEAD_STEP_S
+        result["correlation"][axis] = round(peak, 3)
+        if lead < 0:
+            result["why"][axis] = f"the motion comes {-lead:.2f} s before the commands: not their response"
+            continue
+        result["lead_s"][axis] = round(float(lead), 3)
+    return result
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation of two equal-length series (NaN when one is constant)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / norm if norm > 0 else math.nan
+
+
+def suggested_lead(estimates: list[dict[str, Any]]) -> list[float] | None:
+    """Return the lead to train with from one or more bags' estimates (None when no axis has one).
+
+    Each axis's median over the bags; an axis without an estimate takes the median of the others.
+    """
+    per_axis = [[e["lead_s"][axis] for e in estimates if e["lead_s"][axis] is not None] for axis in range(4)]
+    medians = [float(np.median(v)) if v else None for v in per_axis]
+    known = [m for m in medians if m is not None]
+    if not known:
+        return None
+    fill = float(np.median(known))
+    return [round(m if m is not None else fill, 2) for m in medians]

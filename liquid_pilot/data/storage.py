@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,8 @@ class BagError(ValueError):
 
 @dataclass
 class Topic:
+    """A topic of a bag: its name, message type, count, encoding and the QoS it was offered with."""
+
     name: str
     msgtype: str
     count: int = 0
@@ -116,7 +119,10 @@ class _McapSource(_Source):
             self._ids.setdefault(channel.topic, set()).add(channel.id)
         self.start_ns, self.end_ns = f.start_ns, f.end_ns
         self.count = sum(t.count for t in self.topics.values())
-        if not f.indexed:
+        if not f.indexed and f.complete:  # closed, but written without a summary (or one without statistics)
+            self.notes.append(f"{path.name} is complete but has no index (its writer left the summary out): read "
+                              f"by scanning, {f.recovered} messages")
+        elif not f.indexed:
             size = path.stat().st_size
             where = (f"; its last {size - f.cut_at:,} of {size:,} bytes are a record cut short, left out"
                      if f.cut_at is not None else "")
@@ -147,8 +153,11 @@ class _McapSource(_Source):
 
 
 class _SqliteSource(_Source):
+    """A rosbag2 sqlite3 file, opened so that nothing is ever written next to it (see ``_connect``)."""
+
     def __init__(self, path: Path, label: Path):
         self.path, self.notes, self.custom_data = path, [], {}
+        self._copy: tempfile.TemporaryDirectory | None = None
         try:
             self.db = self._connect(path)
             cursor = self.db.execute("SELECT * FROM topics")
@@ -171,15 +180,34 @@ class _SqliteSource(_Source):
         self.end_ns = max((s[2] for s in spans), default=0)
         self.count = sum(s[0] for s in stats.values())
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        """Open the file read-only, never writing beside it.
+
+        A WAL-mode database (rosbag2's default since Iron) opened with ``mode=ro`` still creates
+        ``-shm`` and ``-wal`` files and leaves them there, so it is opened ``immutable``: nothing
+        is created or locked. When a ``-wal`` file holds writes not yet checkpointed into the
+        database (a recorder killed), the two files are copied to a temporary folder and read
+        there, writes included. A rollback-journal database opens ``mode=ro``; one with a hot
+        journal, which would need writing to roll back, opens ``immutable`` as it is.
+        """
+        wal = path.with_name(path.name + "-wal")
+        if _wal_mode(path):
+            if wal.is_file() and wal.stat().st_size > 0:
+                self._copy = tempfile.TemporaryDirectory(prefix="liquid_pilot_db3_")
+                copy = Path(self._copy.name) / path.name
+                shutil.copyfile(path, copy)
+                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+                self.notes.append(f"{path.name}-wal holds writes not yet in {path.name} (a recorder stopped before "
+                                  f"closing it): read from a copy with them, the bag left as it is")
+                return sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+            return sqlite3.connect(f"{_uri(path)}?immutable=1", uri=True)
+        db = sqlite3.connect(f"{_uri(path)}?mode=ro", uri=True)
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return db
         except sqlite3.OperationalError:  # a journal left by a killed writer needs writing to roll back
             db.close()
-            return sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            return sqlite3.connect(f"{_uri(path)}?immutable=1", uri=True)
 
     def messages(self, names: set[str]) -> Iterator[tuple[str, int, bytes]]:
         ids = {self._ids[n]: n for n in names if n in self._ids}
@@ -192,6 +220,26 @@ class _SqliteSource(_Source):
 
     def close(self) -> None:
         self.db.close()
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
+
+
+def _wal_mode(path: Path) -> bool:
+    """Whether a sqlite3 database file is in WAL mode (its header's read and write versions are 2)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
+
+
+def _uri(path: Path) -> str:
+    """Return a file: URI for sqlite3 (characters special in URIs escaped)."""
+    from urllib.parse import quote
+
+    return "file:" + quote(str(path.absolute()))
 
 
 class _Ros1Source(_Source):
@@ -237,10 +285,29 @@ def is_bag_file(path: Path) -> bool:
     return path.is_file() and (path.suffix in STORAGES or path.suffix == ROS1_SUFFIX)
 
 
+NUMBERED = re.compile(r"(.+)_(\d+)\.(mcap|db3)")
+
+
 def rosbag2_files(folder: Path) -> list[Path]:
-    """Return a rosbag2 folder's storage files: FOLDER_N.mcap or .db3 (rosbag2's naming), or FOLDER.mcap (rosbags')."""
+    """Return the storage files of a rosbag2 folder without metadata.yaml read as one bag; [] if it is not one.
+
+    The rule (``bag info``, ``train`` and ``bag reindex`` alike): the folder is one bag when it
+    holds FOLDER_N.mcap or .db3 files (rosbag2's naming) or FOLDER.mcap (rosbags'), or else when
+    all its storage files are the numbered parts of one name as rosbag2 splits a bag, NAME_0,
+    NAME_1 ... NAME_K with one suffix, numbered from 0 without a gap (a bag folder that was
+    renamed). Otherwise its files are bags of their own (flight_1.mcap, flight_2.mcap ... too).
+    """
+    try:
+        storage = [p for p in folder.iterdir() if p.suffix in STORAGES and p.is_file()]
+    except OSError:
+        return []
     pattern = re.compile(re.escape(folder.name) + r"(_\d+)?\.(mcap|db3)")
-    files = [p for p in folder.iterdir() if p.is_file() and pattern.fullmatch(p.name)]
+    files = [p for p in storage if pattern.fullmatch(p.name)]
+    if not files and storage:
+        matches = [NUMBERED.fullmatch(p.name) for p in storage]
+        if all(matches) and len({m.group(1, 3) for m in matches}) == 1 \
+                and sorted(int(m.group(2)) for m in matches) == list(range(len(matches))):
+            files = storage
     return sorted(files, key=_split_number)
 
 
@@ -277,7 +344,8 @@ class Bag:
         spans = [(s.start_ns, s.end_ns) for s in sources if s.count]
         self.start_ns = min((a for a, _ in spans), default=0)
         self.end_ns = max((b for _, b in spans), default=0)
-        self.recovered = any(isinstance(s, _McapSource) and not s.file.indexed for s in sources)
+        self.recovered = any(isinstance(s, _McapSource) and not s.file.indexed and not s.file.complete
+                             for s in sources)
 
     @property
     def duration_s(self) -> float:
@@ -348,8 +416,9 @@ def open_bag(path: str | Path) -> Bag:
         return _open_with_metadata(path)
     files = rosbag2_files(path)
     if not files:
-        raise BagError(path, "not a bag: no metadata.yaml and no storage files named like the folder "
-                             f"({path.name}_0.mcap or .db3); name a bag file, or a folder of bags")
+        raise BagError(path, "not a bag: no metadata.yaml, and its storage files are not the numbered parts of one "
+                             f"bag ({path.name}_0.mcap or NAME_0.mcap, NAME_1.mcap ...); name a bag file, or a "
+                             f"folder of bags")
     notes = [f"no {METADATA}: read from its files; liquid-pilot bag reindex {path} writes it"]
     notes += _unread_in_bag(path, set(files))
     kinds = {STORAGES[f.suffix] for f in files}
@@ -531,8 +600,9 @@ def write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
 def reindex(folder: str | Path) -> dict[str, Any]:
     """Write a bag folder's metadata.yaml from its storage files; returns the metadata written.
 
-    The files are FOLDER_N.mcap or .db3 (rosbag2's naming), or those an existing metadata.yaml
-    lists; its custom data is kept. MCAP files cut short are counted as far as they are complete.
+    The files are those an existing metadata.yaml lists, and those ``rosbag2_files`` finds (the
+    rule ``bag info`` reads such a folder by); its custom data is kept. MCAP files cut short are
+    counted as far as they are complete.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -549,10 +619,15 @@ def reindex(folder: str | Path) -> dict[str, Any]:
             pass  # unreadable: rebuilt from the files alone
     files = [p for p in listed if p.is_file()]
     files += [p for p in rosbag2_files(folder) if p not in files]
-    if not files:  # as ros2 bag reindex: every storage file in the folder, in name order
-        files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix in STORAGES), key=_split_number)
     if not files:
-        raise BagError(folder, "no storage files (.mcap or .db3) to index")
+        storage = sorted((p.name for p in folder.iterdir() if p.is_file() and p.suffix in STORAGES),
+                         key=lambda name: _split_number(Path(name)))
+        if not storage:
+            raise BagError(folder, "no storage files (.mcap or .db3) to index")
+        raise BagError(folder, f"its storage files ({', '.join(storage[:4])}{', ...' if len(storage) > 4 else ''}) "
+                               f"are not the numbered parts of one bag (NAME_0, NAME_1 ... of one name, from 0 "
+                               f"without a gap), so they are bags of their own, read as they are: reindex takes "
+                               f"one bag's folder")
     storages = {STORAGES.get(f.suffix) for f in files}
     if len(storages) != 1 or None in storages:
         raise BagError(folder, f"its files mix storages ({', '.join(f.name for f in files)}): one bag holds one")

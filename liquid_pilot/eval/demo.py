@@ -14,19 +14,14 @@ import numpy as np
 
 from liquid_pilot.eval.evaluate import wilson
 from liquid_pilot.nn.checkpoint import load_pilot
-from liquid_pilot.paths import data_dir
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import fly
-from liquid_pilot.sim.pilots import PilotPolicy
+from liquid_pilot.harness.pilots import PilotPolicy
 from liquid_pilot.sim.video import FlightRecorder, plot_trajectory, write_video
 from liquid_pilot.sim.world import Simulator
 
 CONDITIONS = ["forest_summer", "forest_autumn", "forest_winter", "urban", "image_noise", "dark", "distractors",
               "camera_slow"]
-
-
-def default_model() -> Path:
-    return data_dir("models") / "cfc_ncp.pt"
 
 
 def demo(model: Path, out: Path, episodes: int = 3, conditions: list[str] | None = None, seed: int = 9000,
@@ -35,7 +30,7 @@ def demo(model: Path, out: Path, episodes: int = 3, conditions: list[str] | None
     conditions = conditions or CONDITIONS
     out.mkdir(parents=True, exist_ok=True)
     pilot = load_pilot(model)
-    policy = PilotPolicy(pilot)
+    policy = PilotPolicy.from_pilot(pilot)
     started = time.perf_counter()
     outcomes: dict[str, list[bool]] = {}
     frames: list[np.ndarray] = []

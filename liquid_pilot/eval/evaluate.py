@@ -92,13 +92,15 @@ def make_policy(model: str) -> Any:
     """Make the expert, or a trained pilot checkpoint, into a policy."""
     if model == EXPERT:
         return ExpertPolicy()
-    from liquid_pilot.sim.pilots import PilotPolicy
+    from liquid_pilot.harness.pilots import PilotPolicy
 
     return PilotPolicy.from_file(model)
 
 
 @dataclass(frozen=True)
 class Job:
+    """One episode to fly: a model in a condition on a seed."""
+
     model: str
     condition: str
     seed: int

@@ -15,8 +15,10 @@ import numpy as np
 
 from liquid_pilot.data.reader import AUTO, Flight, TopicConfig, read_flight
 from liquid_pilot.flight.core import FlightCore
-from liquid_pilot.flight.gate import GateConfig, ManualClock
-from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, Runtime, load_runtime
+from liquid_pilot.flight.gate import GateConfig
+from liquid_pilot.flight.types import ManualClock
+from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, Runtime
+from liquid_pilot.models import load_runtime
 from liquid_pilot.nn.policy import COMMAND_AXES
 
 EPOCH_NS = 1_000_000_000  # the first frame's stamp (zero would mean "unstamped")
@@ -26,6 +28,8 @@ SEGMENT_GAP_S = 10.0  # replayed between the recording's segments: longer than a
 def predict(runtime: Runtime, flight: Flight, config: GateConfig | None = None) -> np.ndarray:
     """Return the command the flight core gives for every frame, the network's state carried within segments."""
     clock = ManualClock(EPOCH_NS)
+    if not runtime.uses_imu:  # a camera-only pilot's bag may hold no IMU: nothing for the watchdog to watch
+        config = dataclasses.replace(config or GateConfig(), imu_watchdog=False)
     core = FlightCore(runtime, config, clock)
     core.start()
     out = []
@@ -41,6 +45,9 @@ def predict(runtime: Runtime, flight: Flight, config: GateConfig | None = None) 
 def reading_for(model: str | os.PathLike, uses_imu: bool, given: dict[str, Any] | None = None) -> TopicConfig:
     """How to read a bag for this pilot: as its training data were (the checkpoint's inputs), then ``given``.
 
+    The label is read as trained (commands, or the motion with its lead and smoothing) unless
+    ``given`` names another command topic.
+
     ``given``: settings from the command line (None: not given). A checkpoint without recorded
     inputs (older, or an .onnx graph) reads with topics chosen by type.
     """
@@ -53,7 +60,11 @@ def reading_for(model: str | os.PathLike, uses_imu: bool, given: dict[str, Any] 
     settings: dict[str, Any] = {"image": saved.get("image") or AUTO, "command": saved.get("command") or AUTO,
                                 "imu": saved.get("imu") or AUTO}
     settings.update({k: inputs[k] for k in ("time_source", "command_frame", "imu_frame") if inputs.get(k)})
-    settings.update({k: v for k, v in (given or {}).items() if v is not None})
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if given.get("command", settings["command"]) == settings["command"]:  # the label as trained: motion, lead
+        settings.update({k: inputs[k] for k in ("command_kind", "command_lead_s", "motion_smoothing_s")
+                         if inputs.get(k) is not None})
+    settings.update(given)
     topics = TopicConfig(**settings)
     if not uses_imu:
         return dataclasses.replace(topics, imu=None)

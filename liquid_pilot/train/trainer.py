@@ -5,6 +5,11 @@ the best checkpoint kept at ``out``; resumable from ``out.state.pt``; a CSV log 
 The checkpoint records the training camera's field of view after preprocessing, from the bags'
 CameraInfo, so flight can say when its camera differs.
 
+Fine-tuning (``init``): training starts from a pilot's checkpoint instead of a fresh network. The
+architecture and inputs must be the parent's (else one line names the difference); the parent's
+image and IMU normalisation and field of view are kept, the CNN can be frozen (``freeze: [cnn]``),
+and the new checkpoint's provenance names its parent by path and SHA-256.
+
 On a CPU, a CUDA GPU or Apple's mps (``device``), with autocast on accelerators (``precision``),
 and in several processes under ``torchrun`` (``train.distributed``) or as Ray Train workers
 (``train.ray_launch``): the global batch, its
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 from collections import Counter
 import io
 import os
@@ -23,13 +29,12 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -39,50 +44,108 @@ from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, apply_augm
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig
 from liquid_pilot.data.shards import gigabytes
 from liquid_pilot.flight.image import PREPROCESSING
-from liquid_pilot.nn.checkpoint import save_pilot
+from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint, save_pilot
 from liquid_pilot.nn.policy import Pilot, PilotConfig
+from liquid_pilot.settings import NON_NEGATIVE, POSITIVE, Range, SettingsError, build, check_fields, read_yaml, \
+    setting
 from liquid_pilot.train import distributed
 from liquid_pilot.train.distributed import Runtime
 
 
 @dataclass
 class TrainConfig:
-    pilot: PilotConfig = field(default_factory=PilotConfig)
-    epochs: int = 40
-    batch_size: int = 16
-    sequence_length: int = 64
-    shift: int = 16
-    learning_rate: float = 2e-3  # 1e-2 collapses the CNN's features early
-    lr_decay: float = 0.95  # per epoch, exponential
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    val_fraction: float = 0.15
-    seed: int = 0
-    threads: int = 2  # per process; under torchrun at most the machine's cores / its processes
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    topics: TopicConfig = field(default_factory=TopicConfig)
-    device: str = "auto"  # auto (cuda, else mps, else cpu), cpu, cuda or mps
-    precision: str = "auto"  # auto (bf16 autocast on a GPU that has it, else fp16; float32 on CPUs), fp32, bf16, fp16
-    workers: int | str = "auto"  # DataLoader worker processes; auto: none on a CPU, up to 4 beside an accelerator
-    pin_memory: bool | str = "auto"  # page-locked batches; auto: on CUDA
-    windows_per_epoch: int = 0  # 0: every training window each epoch; N: N drawn anew each epoch (huge data)
+    """A training recipe: the pilot to train, the optimisation, augmentation, topics and hardware settings.
+
+    Every setting is declared once with its documentation and range (``settings.setting``) and checked on
+    construction, errors naming the setting and its value; the checks between settings follow.
+    """
+
+    pilot: PilotConfig = setting(help="the pilot to train (its architecture and inputs)", factory=PilotConfig)
+    epochs: int = setting(40, "passes over the training windows", Range(1))
+    batch_size: int = setting(16, "windows per optimisation step (over all processes)", Range(1))
+    sequence_length: int = setting(64, "frames per training window", Range(1))
+    shift: int = setting(16, "frames between the starts of consecutive windows", Range(1))
+    learning_rate: float = setting(2e-3, "AdamW's learning rate (1e-2 collapses the CNN's features early)", POSITIVE)
+    lr_decay: float = setting(0.95, "learning-rate multiplier per epoch (exponential decay)", Range(0.0, 1.0,
+                                                                                                    open_low=True))
+    weight_decay: float = setting(0.0, "AdamW's decoupled weight decay", NON_NEGATIVE)
+    grad_clip: float = setting(1.0, "gradient norm clip; 0: none", NON_NEGATIVE)
+    val_fraction: float = setting(0.15, "share of the flights held out for validation", Range(0.0, 1.0,
+                                                                                              open_high=True))
+    seed: int = setting(0, "the seed of the split, the initialisation, the batch order and the augmentation",
+                        Range(0))
+    threads: int = setting(2, "CPU threads per process; under torchrun at most the machine's cores / its processes",
+                           Range(1))
+    augment: AugmentConfig = setting(help="per-sequence augmentation", factory=AugmentConfig)
+    topics: TopicConfig = setting(help="how a flight is read from a bag: topics, time, conventions",
+                                  factory=TopicConfig)
+    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps", distributed.DEVICES)
+    precision: str = setting("auto", "auto (bf16 autocast on a GPU that has it, else fp16; float32 on CPUs), fp32, "
+                             "bf16 or fp16", distributed.PRECISIONS)
+    workers: int | str = setting("auto", "DataLoader worker processes; auto: none on a CPU, up to 4 beside an "
+                                 "accelerator")
+    pin_memory: bool | str = setting("auto", "page-locked batches; auto: on CUDA")
+    windows_per_epoch: int = setting(0, "0: every training window each epoch; N: N drawn anew each epoch (huge data)",
+                                     Range(0))
+    init: str | None = setting(None, "fine-tuning: a pilot checkpoint to start from (its architecture, inputs, "
+                               "normalisation and field of view are kept); null: a freshly initialised pilot")
+    freeze: list[str] = setting(help="parts whose weights do not train: cnn (the image encoder)", factory=list)
 
     def __post_init__(self) -> None:
-        if min(self.epochs, self.batch_size, self.sequence_length, self.shift, self.threads) < 1 \
-                or self.learning_rate <= 0:
-            raise ValueError("epochs, batch_size, sequence_length, shift, threads and learning_rate must be positive")
-        if self.seed < 0:
-            raise ValueError(f"seed must be 0 or more (got {self.seed})")
-        distributed.check_choices(self.device, self.precision)
-        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                       or self.workers < 0):
+        if isinstance(self.init, os.PathLike):
+            self.init = os.fspath(self.init)
+        if isinstance(self.device, str) and isinstance(self.precision, str):
+            distributed.check_choices(self.device, self.precision)  # names the --device/--precision to fix
+        check_fields(self)
+        if self.workers != "auto" and (isinstance(self.workers, str) or self.workers < 0):
             raise ValueError(f"workers must be auto or a number of processes, 0 or more (got {self.workers!r})")
         if self.pin_memory not in ("auto", True, False):
             raise ValueError(f"pin_memory must be auto, true or false (got {self.pin_memory!r})")
-        if isinstance(self.windows_per_epoch, bool) or not isinstance(self.windows_per_epoch, int) \
-                or self.windows_per_epoch < 0:
-            raise ValueError(f"windows_per_epoch must be 0 (all) or a number of windows (got "
-                             f"{self.windows_per_epoch!r})")
+        if self.init is not None and not self.init:
+            raise ValueError(f"init must be a pilot checkpoint's path (got {self.init!r})")
+        if any(part not in FREEZABLE for part in self.freeze):
+            raise ValueError(f"freeze must be a list of {', '.join(FREEZABLE)} (got {self.freeze!r})")
+        self.freeze = sorted(set(self.freeze))
+        if self.freeze and self.init is None:
+            raise ValueError(f"freeze {self.freeze} keeps weights of a parent: it needs init (--init MODEL)")
+        if set(self.freeze) == set(FREEZABLE):
+            raise ValueError(f"freeze {self.freeze} leaves nothing to train")
+
+
+FREEZABLE = ("cnn", "head")  # parts of a pilot whose weights fine-tuning can keep as they are
+ARCHITECTURE_FREE = ("camera_fov_deg",)  # pilot settings a fine-tuned pilot may change
+
+
+def parent_config(path: str | Path, given: dict[str, Any] | None = None) -> PilotConfig:
+    """Return the pilot settings of a fine-tuning's parent checkpoint, checking those a config gives against them.
+
+    ``given``: the ``pilot:`` settings a training config names; any that differs from the parent's
+    (but the field of view) is a ValueError naming the setting, both values and the choices.
+    """
+    parent = read_checkpoint(path)["config"]
+    fields = {f.name for f in dataclasses.fields(PilotConfig)}
+    try:
+        config = PilotConfig(**{k: v for k, v in parent.items() if k in fields})
+        wanted = PilotConfig(**{**dataclasses.asdict(config), **(given or {})})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot fine-tune from it: {exc}") from None
+    check_parent(wanted, config, path, set(given or {}))
+    return dataclasses.replace(config, camera_fov_deg=wanted.camera_fov_deg)
+
+
+def check_parent(cfg: PilotConfig, parent: PilotConfig, path: str | Path, given: set[str] | None = None) -> None:
+    """Raise ValueError naming the first setting in which ``cfg`` differs from the parent's architecture or inputs."""
+    for f in dataclasses.fields(PilotConfig):
+        if f.name in ARCHITECTURE_FREE or (given is not None and f.name not in given):
+            continue
+        mine, theirs = getattr(cfg, f.name), getattr(parent, f.name)
+        if mine != theirs:
+            fix = ("name its IMU topic (--imu-topic), or train from scratch for a camera-only pilot"
+                   if f.name == "use_imu" else f"drop pilot.{f.name} from the training config, or train from "
+                                               f"scratch (no --init) for another")
+            raise ValueError(f"{path}: cannot fine-tune from it: its pilot.{f.name} is {theirs!r} and this "
+                             f"training's is {mine!r}; a fine-tuned pilot keeps its parent's architecture and "
+                             f"inputs: {fix}")
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
@@ -95,35 +158,38 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
     """
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: cannot read the training config: {exc}") from None
+        data = read_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: a training config is a mapping of settings, got {data!r}")
     data.update(overrides or {})
+    if data.get("init"):  # fine-tuning: the parent's architecture, checked against the pilot settings given
+        given = data.get("pilot") or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"{path}: pilot must be a mapping of settings")
+        bad = set(given) - {f.name for f in dataclasses.fields(PilotConfig)}
+        if bad:
+            raise ValueError(f"{path}: unknown pilot settings {sorted(bad)}")
+        data["pilot"] = dataclasses.asdict(parent_config(data["init"], given))
     if topics is not None:
         given = dict(data.get("topics") or {})
         for role in ("image", "command", "imu"):
             given.setdefault(role, "auto")
         given.update({k: v for k, v in topics.items() if v is not None})
         data["topics"] = given
+    where = f"{path}: " if path else ""  # settings from the command line alone: their names say where
     nested = {"pilot": PilotConfig, "augment": AugmentConfig, "topics": TopicConfig}
-    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ValueError(f"{path}: unknown training settings {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    kwargs = {}
-    for key, value in data.items():
-        if key in nested:
-            fields = {f.name for f in dataclasses.fields(nested[key])}
-            bad = set(value or {}) - fields
-            if bad:
-                raise ValueError(f"{path}: unknown {key} settings {sorted(bad)}; allowed: {', '.join(sorted(fields))}")
+    sections = {}
+    for key, cls in nested.items():
+        if key in data:
             try:
-                value = nested[key](**(value or {}))
+                sections[key] = build(cls, data[key] or {}, key)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path or 'training config'}: {key}: {exc}") from None
-        kwargs[key] = value
-    return TrainConfig(**kwargs)
+                named = str(exc).startswith((f"{key}.", "unknown "))  # the section is named in the message
+                raise SettingsError(f"{where}{'' if named else key + ': '}{exc}") from None
+    try:
+        return build(TrainConfig, {**data, **sections}, "training")
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{where}{exc}") from None
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -316,18 +382,26 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     device, length = runtime.device, config.sequence_length
-    cfg = _with_camera_fov(pilot_config or config.pilot, flights, log)
+    cfg = _with_camera_fov(pilot_config or config.pilot, flights, log, parent=config.init)
     train_set, val_set, split = _split(config, flights, source, log)
     print(runtime.describe(threads) + f"; global batch {config.batch_size}"
           + (f" = {config.batch_size // runtime.world_size} per process" if runtime.world_size > 1 else ""),
           file=log)
     inputs = _inputs(flights, topics or config.topics, cfg)
 
+    parent = _parent(config, cfg, log)
     pilot = Pilot(cfg, seed=config.seed)
-    stats = normalisation(train_set.flights) if runtime.main else None  # reads frames: once, then shared
-    pilot.set_normalisation(*map(torch.as_tensor, distributed.from_main(stats, runtime)))
+    if parent is not None:  # its weights and its normalisation: the CNN's features depend on it
+        pilot.load_state_dict(parent["pilot"].state_dict())
+    else:
+        stats = normalisation(train_set.flights) if runtime.main else None  # reads frames: once, then shared
+        pilot.set_normalisation(*map(torch.as_tensor, distributed.from_main(stats, runtime)))
+    frozen = {"cnn": pilot.encoder, "head": pilot.head}
+    for part in config.freeze:
+        frozen[part].requires_grad_(False)
     pilot.to(device)
-    optimizer = torch.optim.AdamW(pilot.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    trained = [p for p in pilot.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
     config_dict = dataclasses.asdict(config)
@@ -369,9 +443,10 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
             loss = _window_losses(pilot, batch, images).sum() * ((z > a) / len(whole))
             optimizer.zero_grad()
             scaler.scale(loss).backward()
-            losses.append(distributed.sum_gradients(list(pilot.parameters()), loss, runtime))
+            losses.append(distributed.sum_gradients(trained, loss, runtime))
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(pilot.parameters(), config.grad_clip)
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -393,9 +468,11 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
                 save_pilot(pilot.eval(), out, provenance={
                     "trained_with": f"liquid_pilot {__version__}", "data": [f.bag for f in flights][:200],
                     "flights": len(flights), "frames": sum(len(f.images) for f in flights), "epoch": epoch + 1,
+                    "camera_hz": camera_hz(flights),
                     "val_loss": round(val_loss, 6), "train_seconds": round(elapsed, 1), "config": config_dict,
                     "processes": runtime.world_size, "device": device.type,
-                    "validation": split if len(val_set) else f"none: {split}"}, inputs=inputs)
+                    "validation": split if len(val_set) else f"none: {split}",
+                    **({"parent": parent["provenance"], "frozen": config.freeze} if parent else {})}, inputs=inputs)
         print(f"epoch {epoch + 1}/{config.epochs}: train {train_loss:.5f}  val {val_loss:.5f}  lr {lr:.2e}  "
               f"{len(plan) / seconds:.2f} batch/s, {history[-1]['frames_per_s']:.0f} frames/s"
               f"{'  * best, saved' if improved else ''}", file=log)
@@ -410,6 +487,40 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
         _plot_losses(history, out.with_suffix(".loss.png"))
     return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out),
             "history": history}
+
+
+def camera_hz(flights: list[Flight]) -> float | None:
+    """Return the training camera's frame rate: 1 / the median interval between kept frames (pilot_node checks it)."""
+    intervals = np.concatenate([np.asarray(f.dt, np.float64) for f in flights]) if flights else np.zeros(0)
+    intervals = intervals[intervals > 0]
+    return round(float(1.0 / np.median(intervals)), 2) if len(intervals) else None
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a parent checkpoint's identity in its children's provenance)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _parent(config: TrainConfig, cfg: PilotConfig, log: Any) -> dict[str, Any] | None:
+    """Return the fine-tuning's parent (its pilot and provenance entry), checked against the pilot to train, or None."""
+    if config.init is None:
+        return None
+    pilot = load_pilot(config.init)
+    check_parent(cfg, pilot.config, config.init)
+    payload = read_checkpoint(config.init)
+    provenance = {"path": str(config.init), "sha256": file_sha256(config.init),
+                  "camera_fov_deg": pilot.config.camera_fov_deg}
+    for key in ("flights", "epoch", "val_loss", "trained_with"):
+        if key in payload["provenance"]:
+            provenance[key] = payload["provenance"][key]
+    frozen = f"; frozen: {', '.join(config.freeze)}" if config.freeze else ""
+    print(f"fine-tuning {config.init} (sha256 {provenance['sha256'][:12]}...): its weights, normalisation and "
+          f"field of view{frozen}", file=log)
+    return {"pilot": pilot, "provenance": provenance}
 
 
 def _split(config: TrainConfig, flights: list[Flight], source: str,
@@ -457,6 +568,12 @@ def _report_reading(flights: list[Flight], cfg: PilotConfig, log: Any) -> None:
     if frames != {("flu", "flu")}:
         print("converted to FLU: " + ", ".join(f"commands from {c.upper()}, IMU from {i.upper()}" for c, i in frames),
               file=log)
+    motion = Counter((f.report["topics"]["command"], tuple(f.report["label"]["lead_s"]),
+                      f.report["label"]["smoothing_s"])
+                     for f in flights if (f.report.get("label") or {}).get("kind") == "motion")
+    for (topic, lead, smoothing), count in motion.items():
+        print(f"labels: the vehicle's motion on {topic} at the frame's time + {list(lead)} s, smoothed by a "
+              f"zero-phase Gaussian of {smoothing} s ({_share(count, flights)})", file=log)
     if not cfg.use_imu:
         print("an image-only pilot: no IMU input (no IMU topic, or pilot.use_imu false)", file=log)
     for flight in flights:
@@ -471,18 +588,26 @@ def _share(count: int, flights: list[Flight]) -> str:
 def _inputs(flights: list[Flight], topics: TopicConfig, cfg: PilotConfig) -> dict[str, Any]:
     """Return what the pilot was trained to read, for the checkpoint: topics (the most common), time, frames."""
     names = Counter(tuple(sorted((f.report.get("topics") or {}).items())) for f in flights).most_common(1)[0][0]
+    label = flights[0].report.get("label") or {}
+    motion = {"command_lead_s": topics.command_lead_s, "motion_smoothing_s": topics.motion_smoothing_s} \
+        if label.get("kind") == "motion" else {}
     return {"topics": dict(names) if names else None, "time_source": topics.time_source,
             "command_frame": topics.command_frame, "imu_frame": topics.imu_frame, "preprocessing": PREPROCESSING,
-            "image_size": [cfg.image_height, cfg.image_width], "use_imu": cfg.use_imu}
+            "image_size": [cfg.image_height, cfg.image_width], "use_imu": cfg.use_imu,
+            "command_kind": label.get("kind", "command"), **motion}
 
 
-def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any) -> PilotConfig:
-    """Return the pilot's config with the training camera's field of view; one set in the config wins."""
+def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any, parent: str | None = None) -> PilotConfig:
+    """Return the pilot's config with the training camera's field of view.
+
+    One set in the config (or the fine-tuning's ``parent``'s) wins.
+    """
     fov = training_fov(flights)
     if cfg.camera_fov_deg is not None:
         if fov is not None and max(abs(a - b) for a, b in zip(fov, cfg.camera_fov_deg)) > FOV_AGREEMENT_DEG:
-            print(f"note: pilot.camera_fov_deg {cfg.camera_fov_deg} is recorded, though the bags' camera_info says "
-                  f"{fov}", file=log)
+            whose = f"the parent's field of view {cfg.camera_fov_deg} (set pilot.camera_fov_deg to record the " \
+                    f"bags')" if parent else f"pilot.camera_fov_deg {cfg.camera_fov_deg}"
+            print(f"note: {whose} is recorded, though the bags' camera_info says {fov}", file=log)
         return cfg
     if fov is None:
         print("note: no bag has a camera_info topic; the checkpoint does not record the training camera's field "
