@@ -11,7 +11,7 @@ ONBOARD := .venv-onboard
 JAZZY := .venv-jazzy
 JAZZY_WHEELS := 'ros-jazzy-rclpy[fastrtps]' ros-jazzy-rcl-interfaces ros-jazzy-builtin-interfaces \
 	ros-jazzy-sensor-msgs ros-jazzy-geometry-msgs ros-jazzy-std-msgs ros-jazzy-std-srvs ros-jazzy-nav-msgs \
-	ros-jazzy-rosgraph-msgs
+	ros-jazzy-rosgraph-msgs ros-jazzy-diagnostic-msgs
 ARTEFACT := build/onboard/cfc_ncp.onnx
 
 .PHONY: demo test test-main test-onboard bench clean

@@ -14,7 +14,7 @@ PACKAGE = "liquid_pilot"
 ROOT = Path(__file__).resolve().parent
 
 # group -> {pip requirement: rosdep key or None}. `pip install liquid_pilot` installs "flight" alone:
-# what a drone needs to fly an exported artefact (README, On the drone). The extras add the rest.
+# what a drone needs to fly an exported artefact (docs/install.md, On the drone). The extras add the rest.
 DEPENDENCIES = {
     # flying a pilot: the flight core, the ROS nodes, bags
     "flight": {
@@ -52,6 +52,8 @@ DEPENDENCIES = {
         "ros-std-srvs": "std_srvs",
         "ros-nav-msgs": "nav_msgs",
         "ros-rosgraph-msgs": "rosgraph_msgs",
+        "ros-diagnostic-msgs": "diagnostic_msgs",  # /diagnostics from every node
+        "ros-visualization-msgs": "visualization_msgs",  # sim_node's markers for RViz and Foxglove
     },
     # flight stack bridges (liquid_pilot/bridge): MAVLink (PX4, ArduPilot) and Crazyflie
     "mavlink": {"pymavlink": "python3-pymavlink-pip", "pyserial": "python3-serial"},  # pyserial: serial links
@@ -112,7 +114,7 @@ setup(
         "train": requirements("train"),
         "plot": requirements("plot"),
         "full": requirements(*FULL),
-        # the full install with the ROS 2 Kilted wheels (`pip install -e '.[ros]'`, as the README says)
+        # the full install with the ROS 2 Kilted wheels (`pip install -e '.[ros]'`, as docs/install.md says)
         "ros": requirements(*FULL, "ros"),
         # the flight computer's install: the flight core and the ROS 2 wheels only (no PyTorch, no simulator)
         "onboard": requirements("ros"),

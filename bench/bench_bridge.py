@@ -36,11 +36,11 @@ import numpy as np
 from liquid_pilot.bridge.mavlink import MavlinkBackend
 from liquid_pilot.bridge.runner import Runner
 from liquid_pilot.bridge.supervisor import Supervisor, SupervisorConfig
-from liquid_pilot.flight.runtime import default_model
+from liquid_pilot.models import default_model
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import fly
-from liquid_pilot.sim.mavlink_vehicle import Kinematic, MavlinkPilot, MavlinkVehicle
-from liquid_pilot.sim.pilots import PilotPolicy
+from liquid_pilot.harness.mavlink_vehicle import Kinematic, MavlinkPilot, MavlinkVehicle
+from liquid_pilot.harness.pilots import PilotPolicy
 from liquid_pilot.sim.world import Observation, Simulator
 
 

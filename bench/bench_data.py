@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from liquid_pilot.data.bags import TYPESTORE, imu_msg, twist_stamped_msg
-from liquid_pilot.data.collect import collect
+from liquid_pilot.harness.bags import TYPESTORE, imu_msg, twist_stamped_msg
+from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.dataset import SequenceDataset, find_bags, load_flight, load_flights
 from liquid_pilot.data.reader import TopicConfig, read_flight
 from liquid_pilot.sim.config import load_scenario

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,11 +29,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, Imu
 
-from liquid_pilot.flight.artefact import write_artefact
+from liquid_pilot.nn.artefact import write_artefact
 from liquid_pilot.flight.codec import stamp_ns
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros.convert import time_msg
+from liquid_pilot.ros.spin import Background
 
 CAMERA_HZ = 30.0
 
@@ -67,8 +67,7 @@ def fly(model: Path, seconds: float) -> dict[str, float]:
     node.create_subscription(TwistStamped, "cmd_vel", on_command, QoSProfile(depth=100))
     camera = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
     imu = node.create_publisher(Imu, "imu/data", qos_profile_sensor_data)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    background = Background(executor)
     rng = np.random.default_rng(0)
     image = Image(height=64, width=64, encoding="rgb8", step=192, data=rng.integers(0, 256, 64 * 64 * 3,
                                                                                     dtype=np.uint8).tobytes())
@@ -98,7 +97,7 @@ def fly(model: Path, seconds: float) -> dict[str, float]:
     finally:
         process.terminate()
         process.wait(10)
-        executor.shutdown()
+        background.stop()
         node.destroy_node()
     latencies = np.array([(arrivals[s] - sent[s]) * 1e3 for s in arrivals if s in sent and first_flown
                           and sent[s] > first_flown])

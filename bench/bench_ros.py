@@ -36,7 +36,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,11 +53,12 @@ from sensor_msgs.msg import Image, Imu
 from std_srvs.srv import SetBool
 
 from liquid_pilot.flight.codec import stamp_ns
-from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, RUNTIMES, load_runtime
+from liquid_pilot.flight.runtime import DEFAULT_RUNTIME, RUNTIMES
+from liquid_pilot.models import load_runtime
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros.convert import time_msg
-from liquid_pilot.ros.spin import run as run_nodes
+from liquid_pilot.ros.spin import Background, run as run_nodes
 
 CAMERA_HZ = 30.0
 CONTROL_RATE = 50.0
@@ -215,14 +215,7 @@ def drive(reliability: str, cases: list[Case], depth: int) -> tuple[Runs, list[t
     # Not the events executor: it fails on callbacks taking MessageInfo (rclpy 9, Kilted).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    stop = threading.Event()
-
-    def spin() -> None:  # stopped by a flag, so shutting the executor down never races a callback in progress
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    background = Background(executor)
     runs = []
     try:
         wait_for(lambda: images.get_subscription_count() and imu.get_subscription_count() and received, 60)
@@ -248,9 +241,7 @@ def drive(reliability: str, cases: list[Case], depth: int) -> tuple[Runs, list[t
             time.sleep(0.5)  # the last commands' flight time
             runs.append((sent, case.duration))
     finally:
-        stop.set()
-        spinner.join()
-        executor.shutdown()
+        background.stop()
         node.destroy_node()
         rclpy.shutdown()
     return runs, received

@@ -54,7 +54,7 @@ from liquid_pilot.flight.codec import stamp_ns
 from liquid_pilot.nn.checkpoint import save_pilot
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.ros.convert import time_msg
-from liquid_pilot.ros.spin import single_thread_executor
+from liquid_pilot.ros.spin import Background, single_thread_executor, spinning
 
 CAMERA_HZ = 30.0
 CONTROL_RATE = 50.0  # the pilot's default
@@ -198,26 +198,6 @@ class Drone:
         self.node.destroy_node()
 
 
-@contextmanager
-def spinning() -> Iterator[SingleThreadedExecutor]:
-    """An executor for the drones, spinning on a thread until the end."""
-    executor = SingleThreadedExecutor()
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    try:
-        yield executor
-    finally:
-        stop.set()
-        thread.join()
-        executor.shutdown()
-
-
 def start_pilot(model: Path, namespace: str, log: Path, *params: str, faulty: bool = False) -> subprocess.Popen:
     head = [sys.executable, "-c", FAULTY] if faulty else [sys.executable, "-m", "liquid_pilot.ros.pilot_node"]
     args = ["--ros-args", "-r", f"__ns:=/{namespace}", "-p", "start_enabled:=true", "-p", f"model:={model}"]
@@ -291,14 +271,7 @@ def silent_camera(executor: SingleThreadedExecutor, model: Path, trials: int) ->
         Parameter("camera_timeout", value=CAMERA_TIMEOUT), Parameter("control_rate", value=CONTROL_RATE)])
     pilot_executor = single_thread_executor()  # as pilot_node runs it
     pilot_executor.add_node(pilot)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            pilot_executor.spin_once(timeout_sec=0.05)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
+    background = Background(pilot_executor)
     drone = Drone(executor, "silent", raw_frames(30))
     delays = []
     try:
@@ -323,9 +296,7 @@ def silent_camera(executor: SingleThreadedExecutor, model: Path, trials: int) ->
             time.sleep(0.1)
     finally:
         drone.close()
-        stop.set()
-        thread.join()
-        pilot_executor.shutdown()
+        background.stop()
         pilot.destroy_node()
     return delays
 

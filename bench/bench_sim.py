@@ -15,7 +15,7 @@ import torch
 from liquid_pilot.nn.policy import Pilot
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
-from liquid_pilot.sim.pilots import PilotPolicy
+from liquid_pilot.harness.pilots import PilotPolicy
 from liquid_pilot.sim.world import Observation, Simulator
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     emit("closed_loop_real_time_factor", factor, "x", target=">= 25", policy="none", camera="64x64 @ 16 Hz",
          physics_hz=240)
     emit("closed_loop_frame_time", per_frame * 1e3, "ms", policy="none")
-    factor, per_frame = real_time_factor(PilotPolicy(Pilot()), seconds)
+    factor, per_frame = real_time_factor(PilotPolicy.from_pilot(Pilot()), seconds)
     emit("closed_loop_real_time_factor_with_pilot", factor, "x", policy="default CfC-NCP pilot, eager, 1 thread")
 
     episodes = 20 if args.quick else 200

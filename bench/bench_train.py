@@ -18,7 +18,13 @@ baseline and ratio (here value / baseline: the speed-up, or how many times large
   as shards to ``--dir``, trained in 2 processes on ``--windows`` windows per epoch drawn from all
   of it; each process's peak resident memory against ``--budget-gb``.
 
+- The recipe (``--recipe BAGS...``): the whole default training as a user runs it, ``liquid-pilot train
+  --config config/train.yaml`` (``--config`` to change) on real bags (those of ``config/collect.sh``), in a
+  fresh process: wall seconds, the trainer's own seconds, CPU seconds, peak resident memory, and the
+  machine's load average before and after (what else ran is part of the figure).
+
 Usage: python bench/bench_train.py [--quick] [--frames N] [--windows N] [--dir DIR] [--repeats N] [--skip WHAT] [--ray]
+       python bench/bench_train.py --recipe BAGS... [--config FILE] [--threads N]
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -197,6 +204,31 @@ def memory(work: Path, frames: int, budget_gb: float, windows: int) -> None:
     shutil.rmtree(folder)
 
 
+def recipe(bags: list[str], config: str, threads: int | None) -> None:
+    """Time the whole default training on real bags, as ``liquid-pilot train`` runs it, in a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="bench_recipe.") as tmp:
+        out = Path(tmp) / "pilot.pt"
+        command = [sys.executable, "-m", "liquid_pilot.cli", "train", "--config", config, "--data", *bags,
+                   "--out", str(out)] + (["--threads", str(threads)] if threads else [])
+        load_before, start = os.getloadavg(), time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if result.returncode:
+            raise SystemExit(f"the training failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        from liquid_pilot.nn.checkpoint import read_checkpoint
+
+        provenance = read_checkpoint(out)["provenance"]
+        lines = out.with_suffix(".log.csv").read_text().splitlines()
+        history = [dict(zip(lines[0].split(","), row.split(","))) for row in lines[1:]]
+    emit("recipe_training_seconds", wall, "s", config=config, epochs=len(history),
+         trainer_seconds=round(sum(float(h["seconds"]) for h in history), 1), cpu_seconds=round(
+             usage.ru_utime + usage.ru_stime, 1), peak_gb=round(usage.ru_maxrss / 1024 ** 2, 2),
+         threads=threads or load_train_config(config).threads, frames=provenance["frames"],
+         flights=provenance["flights"], best_val_loss=provenance["val_loss"],
+         load_avg_1m_before=round(load_before[0], 2), load_avg_1m_after=round(os.getloadavg()[0], 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run: small data, one repeat")
@@ -210,7 +242,14 @@ def main() -> None:
     parser.add_argument("--skip", choices=["throughput", "memory"], action="append", default=[])
     parser.add_argument("--ray", action="store_true", help="also compare 2 Ray Train workers with 2 spawned "
                         "processes (needs the ray extra; --repeats alternating pairs)")
+    parser.add_argument("--recipe", nargs="+", metavar="BAGS", help="only time the whole default training on "
+                        "these bags (or folders of bags), as liquid-pilot train runs it")
+    parser.add_argument("--config", default="config/train.yaml", help="with --recipe: the training config")
+    parser.add_argument("--threads", type=int, help="with --recipe: CPU threads (default: the config's)")
     args = parser.parse_args()
+    if args.recipe:
+        recipe(args.recipe, args.config, args.threads)
+        return
     frames = args.frames or (200_000 if args.quick else 2_000_000)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_train.") as tmp:
         if "throughput" not in args.skip:
