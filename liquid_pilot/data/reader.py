@@ -38,8 +38,9 @@ import numpy as np
 
 from liquid_pilot.data.storage import BagError, Topic, open_bag
 from liquid_pilot.flight.codec import IMU_TYPE, BadInput, image_to_rgb
-from liquid_pilot.flight.conventions import check_frame, command_to_flu, imu_to_flu
+from liquid_pilot.flight.conventions import FRAMES, command_to_flu, imu_to_flu
 from liquid_pilot.flight.image import fit, fov_after_fit
+from liquid_pilot.settings import NON_NEGATIVE, SettingsError, check_fields, setting
 
 __all__ = ["BagError", "Flight", "TopicConfig", "estimate_lead", "read_flight", "resolve_topics"]
 
@@ -65,50 +66,49 @@ CLOCK_OFFSET_S = 0.5  # streams whose header clocks differ by more than this are
 
 @dataclass
 class TopicConfig:
-    """How to read a flight from a bag: topics, time and conventions (validated on construction)."""
+    """How to read a flight from a bag: topics, time and conventions (each setting documented and bounded once,
+    validated on construction)."""
 
-    image: str = "/camera/image_raw"  # a topic, or "auto": the bag's image topic, chosen by type
-    # sensor_msgs/CameraInfo of the image; None: the image topic's sibling camera_info
-    # (/camera/image_raw -> /camera/camera_info); "": do not read one.
-    camera_info: str | None = None
-    command: str = "/cmd_vel"  # a topic, or "auto"
-    imu: str | None = "/imu/data"  # a topic, "auto", or None / "none": no IMU (an image-only pilot)
-    tolerance_s: float = 0.02  # a command or IMU sample may be stamped this much after its frame
-    command_max_age_s: float = 0.5  # older than this, a frame has no usable label
-    imu_max_age_s: float = 0.2
-    gap_factor: float = 2.5  # a frame interval longer than this many median intervals is a gap
-    time_source: str = "auto"  # header, receive (when recorded), or auto (header unless the clocks disagree)
-    max_reorder_s: float = 0.25  # a stamp this much before one already seen: the clock stepped back
-    command_frame: str = "flu"  # body frame of the recorded commands: flu (REP-103) or frd (PX4, MAVLink)
-    imu_frame: str = "flu"  # body frame of the recorded IMU samples
-    # What the command topic holds: command (velocity commands: each frame takes the latest), motion (the
-    # velocity the vehicle flew: Odometry, velocity telemetry), or auto: motion for Odometry and for a
-    # TwistStamped named like velocity telemetry (.../velocity_body), else command.
-    command_kind: str = "auto"
-    # Motion labels: the label of a frame at t is the motion at t + lead (s): one value, or one per axis
-    # [vx, vy, vz, yaw_rate]. Commands lead the motion by the vehicle's response; bag info estimates it.
-    command_lead_s: float | list[float] = 0.0
-    # Motion labels: standard deviation (s) of the zero-phase Gaussian that smooths the velocities; 0: none.
-    motion_smoothing_s: float = 0.05
+    image: str = setting("/camera/image_raw", "the image topic, or auto: the bag's image topic, chosen by type")
+    camera_info: str | None = setting(None, "sensor_msgs/CameraInfo of the image; null: the image topic's sibling "
+                                            "camera_info (/camera/image_raw -> /camera/camera_info); empty: none")
+    command: str = setting("/cmd_vel", "the label topic (velocity commands or the vehicle's motion), or auto")
+    imu: str | None = setting("/imu/data", "the IMU topic, auto, or null / none: no IMU (an image-only pilot)")
+    tolerance_s: float = setting(0.02, "s a command or IMU sample may be stamped after its frame", NON_NEGATIVE)
+    command_max_age_s: float = setting(0.5, "s: a frame whose latest command is older has no usable label",
+                                       NON_NEGATIVE)
+    imu_max_age_s: float = setting(0.2, "s: a frame whose latest IMU sample is older has no usable IMU input",
+                                   NON_NEGATIVE)
+    gap_factor: float = setting(2.5, "a frame interval longer than this many median intervals is a gap",
+                                NON_NEGATIVE)
+    time_source: str = setting("auto", "header, receive (when recorded), or auto (header unless the clocks "
+                                       "disagree)", TIME_SOURCES)
+    max_reorder_s: float = setting(0.25, "s: a stamp this much before one already seen means the clock stepped back",
+                                   NON_NEGATIVE)
+    command_frame: str = setting("flu", "body frame of the recorded commands: flu (REP-103) or frd (PX4's and "
+                                        "MAVLink's BODY_NED)", FRAMES)
+    imu_frame: str = setting("flu", "body frame of the recorded IMU samples: flu or frd", FRAMES)
+    command_kind: str = setting("auto", "what the command topic holds: command (velocity commands: each frame takes "
+                                        "the latest), motion (the velocity the vehicle flew: Odometry, velocity "
+                                        "telemetry), or auto: motion for Odometry and for a TwistStamped named like "
+                                        "velocity telemetry (.../velocity_body), else command", COMMAND_KINDS)
+    command_lead_s: float | list[float] = setting(0.0, "motion labels: the label of a frame at t is the motion at "
+                                                       "t + lead (s): one value, or one per axis [vx, vy, vz, "
+                                                       "yaw_rate]; commands lead the motion by the vehicle's "
+                                                       "response (bag info estimates it)")
+    motion_smoothing_s: float = setting(0.05, "motion labels: standard deviation (s) of the zero-phase Gaussian "
+                                              "that smooths the velocities; 0: none", NON_NEGATIVE)
 
     def __post_init__(self) -> None:
-        if self.imu is None or self.imu.lower() == NONE:
+        if self.imu is None or (isinstance(self.imu, str) and self.imu.lower() == NONE):
             self.imu = None
         for role in ("image", "command"):
-            if not getattr(self, role) or getattr(self, role).lower() == NONE:
-                raise ValueError(f"topics.{role} must be a topic or 'auto' (only the IMU can be 'none')")
-        if self.time_source not in TIME_SOURCES:
-            raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got {self.time_source!r}")
-        check_frame(self.command_frame, "command_frame")
-        check_frame(self.imu_frame, "imu_frame")
-        if self.command_kind not in COMMAND_KINDS:
-            raise ValueError(f"command_kind must be one of {', '.join(COMMAND_KINDS)}, got {self.command_kind!r}")
+            value = getattr(self, role)
+            if not isinstance(value, str) or not value or value.lower() == NONE:
+                raise SettingsError(f"topics.{role} must be a topic or 'auto' (only the IMU can be 'none'), "
+                                    f"got {value!r}")
         self.command_lead_s = _lead_values(self.command_lead_s)
-        for name in ("tolerance_s", "command_max_age_s", "imu_max_age_s", "gap_factor", "max_reorder_s",
-                     "motion_smoothing_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        check_fields(self)
 
     def leads(self) -> list[float]:
         """Return the lead (s) of each axis [vx, vy, vz, yaw_rate]."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
@@ -48,51 +48,64 @@ from liquid_pilot.bridge.supervisor import STREAMING, Backend, Supervisor, Super
 from liquid_pilot.bridge.telemetry import BatterySample, ImuSample, OdometrySample, Sample
 from liquid_pilot.ros.convert import battery_message, imu_message, odometry_message, time_msg
 from liquid_pilot.ros.diagnostics import ERROR, QosProblems, Reporter, bridge_report
-from liquid_pilot.ros.params import Param, declare_parameters, params_from
+from liquid_pilot.ros.params import declare_parameters, params_from
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import Range, check_fields, setting
 
 BACKENDS = ("mavlink", "mavros", "crazyflie")
 
 
-PARAMETERS = (
-    Param("backend", "mavlink", "mavlink (PX4, ArduPilot), mavros (its topics) or crazyflie (cflib)", choices=BACKENDS),
-    Param("flavour", "px4", "mavlink: px4 (offboard, MAV_FRAME_BODY_NED) or ardupilot (Copter guided, "
-          "MAV_FRAME_BODY_OFFSET_NED)", choices=("px4", "ardupilot")),
-    Param("address", "udpin:0.0.0.0:14540", "mavlink: udpin:HOST:PORT (listen; PX4 SITL's offboard port is 14540), "
-          "udpout:HOST:PORT, tcp:HOST:PORT or serial:DEVICE[:BAUD]"),
-    Param("baud", 57600, "mavlink: serial baud rate when the address gives none", low=1200, high=12_000_000),
-    Param("target_system", 1, "mavlink: the vehicle's system id (0: the first autopilot of the flavour heard)",
-          low=0, high=255),
-    Param("target_component", 1, "mavlink: the autopilot's component id", low=1, high=255),
-    Param("source_system", 255, "mavlink: this bridge's system id", low=1, high=255),
-    Param("source_component", 191, "mavlink: this bridge's component id (191: onboard computer)", low=1, high=255),
-    Param("imu_rate", 200.0, "mavlink: Hz of HIGHRES_IMU (or SCALED_IMU) asked of the autopilot for imu/data; lower "
-          "it on a slow radio link (57600 baud carries about 60 Hz); 0: none", low=0.0, high=1000.0),
-    Param("odom_rate", 30.0, "mavlink: Hz of LOCAL_POSITION_NED asked of the autopilot for odom (at least 20)",
-          low=0.0, high=200.0),
-    Param("connect_timeout", 0.0, "s a link is tried before giving up (mavlink tcp: every second; crazyflie: "
-          "backing off to every 10 s); 0: for ever", low=0.0, high=86400.0),
-    Param("signing_key_file", "", "mavlink: MAVLink 2 signing key, a file of 32 bytes or 64 hex digits; empty: none"),
-    Param("signing_passphrase", "", "mavlink: MAVLink 2 signing key as a passphrase (hashed as MAVProxy's `signing "
-          "setup` does); empty: none"),
-    Param("require_signing", False, "mavlink: refuse unsigned messages from the vehicle (needs a key)"),
-    Param("telemetry", True, "publish the flight controller's imu/data, odom and battery (mavlink, crazyflie)"),
-    Param("base_frame", "base_link", "frame_id of imu/data and child_frame_id of odom (the body, FLU)"),
-    Param("odom_frame", "odom", "frame_id of odom (the autopilot's local frame, ENU)"),
-    Param("mavros_namespace", "mavros", "mavros: the namespace of its topics"),
-    Param("mavros_frame", "world", "mavros: world (ENU, MAVROS's default) or body (its mav_frame set to BODY_NED)",
-          choices=("world", "body")),
-    Param("uri", "radio://0/80/2M/E7E7E7E7E7", "crazyflie: the cflib link URI"),
-    Param("rate", 0.0, "Hz of the keep-alive setpoint stream; 0: the stack's own (PX4, MAVROS, Crazyflie 20, "
-          "ArduPilot 10)", low=0.0, high=500.0),
-    Param("command_type", "twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
-          choices=("twist_stamped", "twist")),
-    Param("pilot_enable_service", "pilot_node/enable", "the pilot's std_srvs/SetBool enable service (called when "
-          "the bridge starts and stops flying it); empty: none"),
-    Param("shutdown_timeout", 30.0, "s that Ctrl-C waits for the shutdown (hover, then land) before the stream "
-          "stops", low=0.0, high=600.0),
-    *params_from(SupervisorConfig),
-)
+@dataclass(frozen=True)
+class BridgeNodeSettings:
+    """bridge_node's own settings (the supervisor's are ``SupervisorConfig``'s), each documented and bounded once:
+    its ROS parameters are made of them."""
+
+    backend: str = setting("mavlink", "mavlink (PX4, ArduPilot), mavros (its topics) or crazyflie (cflib)", BACKENDS)
+    flavour: str = setting("px4", "mavlink: px4 (offboard, MAV_FRAME_BODY_NED) or ardupilot (Copter guided, "
+                                  "MAV_FRAME_BODY_OFFSET_NED)", ("px4", "ardupilot"))
+    address: str = setting("udpin:0.0.0.0:14540", "mavlink: udpin:HOST:PORT (listen; PX4 SITL's offboard port is "
+                                                   "14540), udpout:HOST:PORT, tcp:HOST:PORT or serial:DEVICE[:BAUD]")
+    baud: int = setting(57600, "mavlink: serial baud rate when the address gives none", Range(1200, 12_000_000))
+    target_system: int = setting(1, "mavlink: the vehicle's system id (0: the first autopilot of the flavour heard)",
+                                 Range(0, 255))
+    target_component: int = setting(1, "mavlink: the autopilot's component id", Range(1, 255))
+    source_system: int = setting(255, "mavlink: this bridge's system id", Range(1, 255))
+    source_component: int = setting(191, "mavlink: this bridge's component id (191: onboard computer)",
+                                    Range(1, 255))
+    imu_rate: float = setting(200.0, "mavlink: Hz of HIGHRES_IMU (or SCALED_IMU) asked of the autopilot for imu/data; "
+                                     "lower it on a slow radio link (57600 baud carries about 60 Hz); 0: none",
+                              Range(0.0, 1000.0))
+    odom_rate: float = setting(30.0, "mavlink: Hz of LOCAL_POSITION_NED asked of the autopilot for odom (at least "
+                                     "20)", Range(0.0, 200.0))
+    connect_timeout: float = setting(0.0, "s a link is tried before giving up (mavlink tcp: every second; crazyflie: "
+                                          "backing off to every 10 s); 0: for ever", Range(0.0, 86400.0))
+    signing_key_file: str = setting("", "mavlink: MAVLink 2 signing key, a file of 32 bytes or 64 hex digits; empty: "
+                                        "none")
+    signing_passphrase: str = setting("", "mavlink: MAVLink 2 signing key as a passphrase (hashed as MAVProxy's "
+                                          "`signing setup` does); empty: none")
+    require_signing: bool = setting(False, "mavlink: refuse unsigned messages from the vehicle (needs a key)")
+    telemetry: bool = setting(True, "publish the flight controller's imu/data, odom and battery (mavlink, crazyflie)")
+    base_frame: str = setting("base_link", "frame_id of imu/data and child_frame_id of odom (the body, FLU)")
+    odom_frame: str = setting("odom", "frame_id of odom (the autopilot's local frame, ENU)")
+    mavros_namespace: str = setting("mavros", "mavros: the namespace of its topics")
+    mavros_frame: str = setting("world", "mavros: world (ENU, MAVROS's default) or body (its mav_frame set to "
+                                         "BODY_NED)", ("world", "body"))
+    uri: str = setting("radio://0/80/2M/E7E7E7E7E7", "crazyflie: the cflib link URI")
+    rate: float = setting(0.0, "Hz of the keep-alive setpoint stream; 0: the stack's own (PX4, MAVROS, Crazyflie 20, "
+                               "ArduPilot 10)", Range(0.0, 500.0))
+    command_type: str = setting("twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
+                                ("twist_stamped", "twist"))
+    pilot_enable_service: str = setting("pilot_node/enable", "the pilot's std_srvs/SetBool enable service (called "
+                                                             "when the bridge starts and stops flying it); empty: "
+                                                             "none")
+    shutdown_timeout: float = setting(30.0, "s that Ctrl-C waits for the shutdown (hover, then land) before the "
+                                            "stream stops", Range(0.0, 600.0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "bridge_node parameter ")
+
+
+PARAMETERS = (*params_from(BridgeNodeSettings), *params_from(SupervisorConfig))
 
 
 class BridgeNode(Node):

@@ -61,11 +61,13 @@ class Param:
         return value
 
 
-def params_from(config: type, names: Sequence[str] | None = None, read_only: bool = True) -> tuple[Param, ...]:
+def params_from(config: type, names: Sequence[str] | None = None, read_only: bool = True,
+                live: Sequence[str] = ()) -> tuple[Param, ...]:
     """Make parameters of a config dataclass's fields (``settings.setting``): the same names, defaults, text and range.
 
-    ``names`` chooses and orders the fields (default: all). So a node's parameter and the config field it feeds
-    are declared once, and ``ros2 param describe`` shows what the config checks.
+    ``names`` chooses and orders the fields (default: all); ``live`` names fields that may change while the node
+    runs (``ros2 param set``), as every field may when ``read_only`` is false. So a node's parameter and the config
+    field it feeds are declared once, and ``ros2 param describe`` shows what the config checks.
     """
     by_name = {f.name: f for f in dataclasses.fields(config)}
     out = []
@@ -76,12 +78,16 @@ def params_from(config: type, names: Sequence[str] | None = None, read_only: boo
                 typing.get_type_hints(config)[name] is float:
             default = float(default)
         allowed, text = f.metadata.get("allowed"), f.metadata.get("help", "")
+        fixed = read_only and name not in live
         if isinstance(allowed, tuple):
-            out.append(Param(name, default, text, choices=allowed, read_only=read_only))
+            out.append(Param(name, default, text, choices=allowed, read_only=fixed))
         elif isinstance(allowed, Range) and allowed.low is not None and allowed.high is not None:
-            out.append(Param(name, default, text, low=allowed.low, high=allowed.high, read_only=read_only))
+            out.append(Param(name, default, text, low=allowed.low, high=allowed.high, read_only=fixed))
         else:
-            out.append(Param(name, default, text, read_only=read_only))
+            out.append(Param(name, default, text, read_only=fixed))
+    unknown = sorted(set(live) - set(by_name))
+    if unknown:
+        raise ValueError(f"{config.__name__} has no field {unknown[0]!r} to make live")
     return tuple(out)
 
 

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,43 +58,65 @@ from liquid_pilot.flight.saliency import occlusion, overlay
 from liquid_pilot.models import default_model, describe_model, load_runtime
 from liquid_pilot.ros.convert import rgb_to_image, time_msg
 from liquid_pilot.ros.diagnostics import QosProblems, RateMeter, Reporter, band, pilot_report
-from liquid_pilot.ros.params import Param, declare_parameters, params_from
+from liquid_pilot.ros.params import declare_parameters, params_from
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import Range, check_fields, setting
 
 GATE_PARAMETERS = tuple(f.name for f in dataclasses.fields(GateConfig))  # parameters that set the gate
+
+
+@dataclass(frozen=True)
+class PilotNodeSettings:
+    """pilot_node's own settings (the gate's are ``GateConfig``'s), each documented and bounded once: its ROS
+    parameters are made of them."""
+
+    model: str = setting("", "pilot checkpoint (.pt) or exported graph (.onnx); empty: the shipped pilot, "
+                             "share/liquid_pilot/models/cfc_ncp.pt")
+    runtime: str = setting(DEFAULT_RUNTIME, "network runtime: onnxruntime (a checkpoint is exported at start-up; "
+                                            "faster), or eager PyTorch", RUNTIMES)
+    control_rate: float = setting(50.0, "Hz: the control thread publishes the latest command (or zero) this often",
+                                  Range(1.0, 500.0))
+    max_image_pixels: int = setting(DEFAULT_MAX_PIXELS, "frames (raw, or compressed by their header) with more "
+                                                        "pixels are refused before decoding, so no frame can stall "
+                                                        "the pilot", Range(1, 2**31 - 1))
+    decode_budget: float = setting(DEFAULT_DECODE_BUDGET, "s of CPU one compressed frame's decoding may take (large "
+                                                          "JPEGs are decoded at a reduced size first); frames of a "
+                                                          "format and size that take longer are refused with one "
+                                                          "line, so the pilot keeps pace with its camera",
+                                   Range(0.001, 10.0))
+    camera_rate: float = setting(0.0, "Hz the model expects of the camera; 0: the rate its training recorded, else "
+                                      f"{TRAINING_CAMERA_HZ:g} (the simulator's camera, on which the shipped pilots "
+                                      "were trained)", Range(0.0, 1000.0))
+    camera_rate_tolerance: float = setting(0.3, "relative: a measured camera rate further than this from "
+                                                "camera_rate is reported (once per excursion; diagnostics WARN)",
+                                           Range(0.01, 10.0))
+    camera_rate_action: str = setting("warn", "a camera outside the rate band: warn (fly on) or hover (refuse its "
+                                              "frames until the rate is back in the band)", ("warn", "hover"))
+    saliency_rate: float = setting(0.0, "Hz of ~/saliency images (the frame with where the network looks drawn over "
+                                        "it); 0: none. A checkpoint: the demo's gradient map; an .onnx artefact: "
+                                        "occlusion sensitivity", Range(0.0, 10.0))
+    command_type: str = setting("twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
+                                ("twist_stamped", "twist"))
+    frame_id: str = setting("base_link", "frame of the TwistStamped commands (body FLU)")
+    image_transport: str = setting("raw", "raw: sensor_msgs/Image on camera/image_raw; compressed: "
+                                          "sensor_msgs/CompressedImage on camera/image_raw/compressed",
+                                   ("raw", "compressed"))
+    sensor_reliability: str = setting("best_effort", "QoS of the camera and IMU subscriptions: best_effort matches "
+                                                     "every publisher and suits small or compressed frames; reliable "
+                                                     "(the publisher must be reliable too) carries large raw frames "
+                                                     "(640x480 and up), which best effort loses in fragments",
+                                      ("best_effort", "reliable"))
+    start_enabled: bool = setting(False, "fly from start-up without ~/enable: for simulation only")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "pilot_node parameter ")
+
+
+LIVE = ("decode_budget", "camera_rate_tolerance", "camera_rate_action")  # pilot_node settings ros2 param set changes
 PARAMETERS = (
-    Param("model", "", "pilot checkpoint (.pt) or exported graph (.onnx); empty: the shipped pilot, "
-          "share/liquid_pilot/models/cfc_ncp.pt"),
-    Param("runtime", DEFAULT_RUNTIME, "network runtime: onnxruntime (a checkpoint is exported at start-up; faster), "
-          "or eager PyTorch", choices=RUNTIMES),
-    Param("control_rate", 50.0, "Hz: the control thread publishes the latest command (or zero) this often",
-          low=1.0, high=500.0),
+    *params_from(PilotNodeSettings, ("model", "runtime", "control_rate")),
     *params_from(GateConfig, GATE_PARAMETERS, read_only=False),  # the gate's settings: text and range once
-    Param("max_image_pixels", DEFAULT_MAX_PIXELS, "frames (raw, or compressed by their header) with more pixels are "
-          "refused before decoding, so no frame can stall the pilot", low=1, high=2**31 - 1),
-    Param("decode_budget", DEFAULT_DECODE_BUDGET, "s of CPU one compressed frame's decoding may take (large JPEGs "
-          "are decoded at a reduced size first); frames of a format and size that take longer are refused with one "
-          "line, so the pilot keeps pace with its camera", low=0.001, high=10.0, read_only=False),
-    Param("camera_rate", 0.0, "Hz the model expects of the camera; 0: the rate its training recorded, else "
-          f"{TRAINING_CAMERA_HZ:g} (the simulator's camera, on which the shipped pilots were trained)",
-          low=0.0, high=1000.0),
-    Param("camera_rate_tolerance", 0.3, "relative: a measured camera rate further than this from camera_rate is "
-          "reported (once per excursion; diagnostics WARN)", low=0.01, high=10.0, read_only=False),
-    Param("camera_rate_action", "warn", "a camera outside the rate band: warn (fly on) or hover (refuse its "
-          "frames until the rate is back in the band)", choices=("warn", "hover"), read_only=False),
-    Param("saliency_rate", 0.0, "Hz of ~/saliency images (the frame with where the network looks drawn over it); "
-          "0: none. A checkpoint: the demo's gradient map; an .onnx artefact: occlusion sensitivity",
-          low=0.0, high=10.0),
-    Param("command_type", "twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
-          choices=("twist_stamped", "twist")),
-    Param("frame_id", "base_link", "frame of the TwistStamped commands (body FLU)"),
-    Param("image_transport", "raw", "raw: sensor_msgs/Image on camera/image_raw; compressed: "
-          "sensor_msgs/CompressedImage on camera/image_raw/compressed", choices=("raw", "compressed")),
-    Param("sensor_reliability", "best_effort", "QoS of the camera and IMU subscriptions: best_effort matches every "
-          "publisher and suits small or compressed frames; reliable (the publisher must be reliable too) carries "
-          "large raw frames (640x480 and up), which best effort loses in fragments", choices=("best_effort",
-                                                                                              "reliable")),
-    Param("start_enabled", False, "fly from start-up without ~/enable: for simulation only"),
+    *params_from(PilotNodeSettings, [f.name for f in dataclasses.fields(PilotNodeSettings)][3:], live=LIVE),
 )
 FINAL_ZEROS = 5  # the final zero is sent this many times, one control period apart: one lost datagram does not
 #                 lose it (over a reliable writer a lost sample is repaired only after the next heartbeat)

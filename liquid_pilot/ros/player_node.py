@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.node import Node
@@ -22,17 +23,27 @@ from rosgraph_msgs.msg import Clock
 from liquid_pilot.data.storage import BagError, find_bags, open_bag
 from liquid_pilot.ros.bag import matching_qos, message_class
 from liquid_pilot.ros.convert import time_msg
-from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.ros.params import declare_parameters, params_from
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import Range, check_fields, setting
 
-PARAMETERS = (
-    Param("bag", "", "recording to play: a rosbag2 bag folder, a .mcap or .db3 file, or a folder of bags"),
-    Param("rate", 1.0, "playback speed: 1 = as recorded, 2 = twice as fast", low=0.01, high=100.0),
-    Param("publish_clock", False, "publish /clock in the recording's time"),
-    Param("topics", [], "topics to play (absolute names as recorded); empty: all"),
-    Param("wait_for_subscribers", 0.0, "s to wait, at most, until every topic has a subscriber before playing",
-          low=0.0, high=60.0),
-)
+
+@dataclass(frozen=True)
+class PlayerSettings:
+    """player_node's settings, each documented and bounded once: its ROS parameters are made of them."""
+
+    bag: str = setting("", "recording to play: a rosbag2 bag folder, a .mcap or .db3 file, or a folder of bags")
+    rate: float = setting(1.0, "playback speed: 1 = as recorded, 2 = twice as fast", Range(0.01, 100.0))
+    publish_clock: bool = setting(False, "publish /clock in the recording's time")
+    topics: list[str] = setting(help="topics to play (absolute names as recorded); empty: all", factory=list)
+    wait_for_subscribers: float = setting(0.0, "s to wait, at most, until every topic has a subscriber before "
+                                               "playing", Range(0.0, 60.0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "player_node parameter ")
+
+
+PARAMETERS = params_from(PlayerSettings)
 CLOCK_PERIOD_S = 0.01  # wall seconds between /clock messages while waiting for the next message
 DEPTH = 100
 

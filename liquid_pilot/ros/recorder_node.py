@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -37,18 +38,30 @@ from liquid_pilot.data.storage import Topic, metadata_for, write_metadata
 from liquid_pilot.flight.codec import TYPESTORE
 from liquid_pilot.ros.bag import matching_qos, message_class, to_bag_qos
 from liquid_pilot.ros.diagnostics import QosProblems, Report, Reporter, recorder_report
-from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.ros.params import declare_parameters, params_from
 from liquid_pilot.ros.spin import run
+from liquid_pilot.settings import Range, check_fields, setting
 
 TOPICS = ["camera/image_raw", "camera/camera_info", "imu/data", "odom", "cmd_vel", "sim_node/status"]
-PARAMETERS = (
-    Param("topics", TOPICS, "topics to record (relative names resolve in the node's namespace)"),
-    Param("output", "", "folder of the recording; empty: rosbag2_YYYY_MM_DD-HH_MM_SS in the working directory"),
-    Param("split_duration", 60.0, "s of recorded time per file; 0: no split by time", low=0.0, high=86400.0),
-    Param("split_size", 0, "bytes of message data per file; 0: no split by size", low=0, high=2**62),
-    Param("flush_period", 0.5, "s: the longest a received message waits in memory before it is on disk",
-          low=0.05, high=60.0),
-)
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    """recorder_node's settings, each documented and bounded once: its ROS parameters are made of them."""
+
+    topics: list[str] = setting(help="topics to record (relative names resolve in the node's namespace)",
+                                factory=lambda: list(TOPICS))
+    output: str = setting("", "folder of the recording; empty: rosbag2_YYYY_MM_DD-HH_MM_SS in the working directory")
+    split_duration: float = setting(60.0, "s of recorded time per file; 0: no split by time", Range(0.0, 86400.0))
+    split_size: int = setting(0, "bytes of message data per file; 0: no split by size", Range(0, 2**62))
+    flush_period: float = setting(0.5, "s: the longest a received message waits in memory before it is on disk",
+                                  Range(0.05, 60.0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "recorder_node parameter ")
+
+
+PARAMETERS = params_from(RecorderSettings)
 DEPTH = 100  # deep queues: a recorder should lose nothing to a burst
 CHUNK_SIZE = 256 * 1024  # bytes: a chunk this full is written at once
 METADATA_PERIOD_S = 2.0  # metadata.yaml is rewritten at least this often while messages arrive

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout  # not the builtin before 3.11
+from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -45,44 +46,55 @@ from liquid_pilot.flight.types import ZERO
 from liquid_pilot.ros.convert import camera_info, imu_message, odometry_message, rgb_to_image, time_msg
 from liquid_pilot.ros.diagnostics import QosProblems, RateMeter, Reporter, sim_report
 from liquid_pilot.ros.markers import scene_markers
-from liquid_pilot.ros.params import Param, declare_parameters
+from liquid_pilot.ros.params import declare_parameters, params_from
 from liquid_pilot.ros.spin import run
-from liquid_pilot.settings import SettingsError, parse_assignments
+from liquid_pilot.settings import Range, SettingsError, check_fields, parse_assignments, setting
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy
 from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.tasks import SUCCESS
 from liquid_pilot.sim.world import Observation, Simulator
 
-PARAMETERS = (
-    Param("scenario", "forest_summer", "scenario name (sim/scenarios/NAME.yaml) or path of a scenario YAML file"),
-    Param("seed", 0, "seed of the first episode; episode k flies seed + k", low=0, high=2**31 - 1),
-    Param("overrides", [], "scenario settings as 'section.field=value' (value read as YAML), "
-          "e.g. inject.image_noise=0.1"),
-    Param("real_time_factor", 1.0, "simulated seconds per wall-clock second: 1 real time, 4 four times faster, "
-          "0 as fast as possible (subscribers should use_sim_time)", low=0.0, high=1000.0, read_only=False),
-    Param("autopilot", "none", "none: fly cmd_vel; expert: fly the privileged expert and publish its commands on "
-          "cmd_vel (demonstrations)", choices=("none", "expert")),
-    Param("auto_reset", True, "start the next episode (next seed) when one ends; false: wait for ~/reset",
-          read_only=False),
-    Param("command_type", "twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
-          choices=("twist_stamped", "twist")),
-    Param("command_timeout", 0.5, "s after the last cmd_vel before the drone hovers (zero command): a pilot that "
-          "stops publishing never leaves the drone flying its last command. Simulated time: a command counts "
-          "from the simulated time at which it arrives; at real_time_factor 0 simulated time runs as fast as "
-          "the simulator can, so a pilot slower than that in wall time looks silent (raise this, or pace the "
-          "simulator). Not used with autopilot: expert", low=0.05, high=10.0, read_only=False),
-    Param("pilot_enable_service", "", "the pilot's std_srvs/SetBool enable service, e.g. pilot_node/enable (relative "
-          "names resolve in this node's namespace): disabled when an episode ends and enabled when the next starts, "
-          "so the pause between episodes is a quiet event for the pilot instead of a sensor timeout; before the "
-          "first episode it is waited for like wait_for_subscribers. Empty: none (the pilot must start enabled). "
-          "Not used with autopilot: expert"),
-    Param("wait_for_subscribers", [], "topics this node publishes (e.g. camera/image_raw, imu/data) that must each "
-          "have a subscriber before the first episode starts, so a pilot or a recorder sees it from its first "
-          "frame"),
-    Param("wait_timeout", 30.0, "s (wall time) to wait for wait_for_subscribers and pilot_enable_service before "
-          "starting the first episode anyway (with a warning)", low=0.0, high=3600.0),
-)
+@dataclass(frozen=True)
+class SimNodeSettings:
+    """sim_node's settings, each documented and bounded once: its ROS parameters are made of them."""
+
+    scenario: str = setting("forest_summer", "scenario name (sim/scenarios/NAME.yaml) or path of a scenario YAML file")
+    seed: int = setting(0, "seed of the first episode; episode k flies seed + k", Range(0, 2**31 - 1))
+    overrides: list[str] = setting(help="scenario settings as 'section.field=value' (value read as YAML), e.g. "
+                                        "inject.image_noise=0.1", factory=list)
+    real_time_factor: float = setting(1.0, "simulated seconds per wall-clock second: 1 real time, 4 four times "
+                                           "faster, 0 as fast as possible (subscribers should use_sim_time)",
+                                      Range(0.0, 1000.0))
+    autopilot: str = setting("none", "none: fly cmd_vel; expert: fly the privileged expert and publish its commands "
+                                     "on cmd_vel (demonstrations)", ("none", "expert"))
+    auto_reset: bool = setting(True, "start the next episode (next seed) when one ends; false: wait for ~/reset")
+    command_type: str = setting("twist_stamped", "cmd_vel message: geometry_msgs/TwistStamped or Twist",
+                                ("twist_stamped", "twist"))
+    command_timeout: float = setting(
+        0.5, "s after the last cmd_vel before the drone hovers (zero command): a pilot that stops publishing never "
+             "leaves the drone flying its last command. Simulated time: a command counts from the simulated time at "
+             "which it arrives; at real_time_factor 0 simulated time runs as fast as the simulator can, so a pilot "
+             "slower than that in wall time looks silent (raise this, or pace the simulator). Not used with "
+             "autopilot: expert", Range(0.05, 10.0))
+    pilot_enable_service: str = setting(
+        "", "the pilot's std_srvs/SetBool enable service, e.g. pilot_node/enable (relative names resolve in this "
+            "node's namespace): disabled when an episode ends and enabled when the next starts, so the pause between "
+            "episodes is a quiet event for the pilot instead of a sensor timeout; before the first episode it is "
+            "waited for like wait_for_subscribers. Empty: none (the pilot must start enabled). Not used with "
+            "autopilot: expert")
+    wait_for_subscribers: list[str] = setting(
+        help="topics this node publishes (e.g. camera/image_raw, imu/data) that must each have a subscriber before "
+             "the first episode starts, so a pilot or a recorder sees it from its first frame", factory=list)
+    wait_timeout: float = setting(30.0, "s (wall time) to wait for wait_for_subscribers and pilot_enable_service "
+                                        "before starting the first episode anyway (with a warning)",
+                                  Range(0.0, 3600.0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "sim_node parameter ")
+
+
+PARAMETERS = params_from(SimNodeSettings, live=("real_time_factor", "auto_reset", "command_timeout"))
 
 EPISODE_GAP_S = 2.0  # longer than any pilot timeout (at most 1 s)
 BEHIND_S = 0.25  # wall seconds behind schedule after which pacing restarts instead of catching up
