@@ -30,7 +30,7 @@ from liquid_pilot.bridge.mavlink import mavutil
 
 HOME = "-35.363261,149.165230,584,60"  # CMAC, heading 60 degrees: body and world axes differ
 COPTER_GUIDED, COPTER_LAND = 4, 9
-PX4_AUTO, PX4_AUTO_TAKEOFF, PX4_AUTO_LOITER = 4, 2, 3
+PX4_AUTO, PX4_AUTO_TAKEOFF, PX4_AUTO_LOITER, PX4_AUTO_LAND = 4, 2, 3, 6
 
 
 def ardupilot_binary() -> Path:

@@ -193,14 +193,25 @@ def test_an_operators_takeoff_reaches_its_height_and_the_fence_holds_still(autop
               "hold point")
         if autopilot.kind == "ardupilot":
             assert moved < 0.5 and off < 0.5
+            assert bridge.supervisor.land()[0]
+            bridge.until_state("landed", 60.0)
         else:
-            # PX4 SIH's hold at the fence moved 0.26-1.04 m over these 5 s across runs here (not understood: its
-            # estimator or its offboard position control; an open point of the autopilot issue), staying within
-            # 0.11-0.66 m of the hold point. The hover this guards against (a zero velocity) drifted away at
-            # 0.27-0.29 m/s, 1.6 m or more from the hold point by now.
+            # PX4 SIH's hold at the fence moved 0.26-1.04 m over these 5 s across runs here, staying within 0.11-0.66 m
+            # of the hold point. PX4's own Hold mode (AUTO.LOITER) moves as much: the estimator wanders (SIH's ground
+            # truth moved about 1.1 m in 10 s of either hold, docs/autopilot.md), so PX4's own hold is measured here
+            # beside ours. The hover this guards against (a zero velocity) drifted away at 0.27-0.29 m/s, 1.6 m or
+            # more from the hold point by now.
             assert off < 1.0
-        assert bridge.supervisor.land()[0]
-        bridge.until_state("landed", 60.0)
+            operator = autopilot.operator
+            operator.set_mode(ss.PX4_AUTO, ss.PX4_AUTO_LOITER)
+            bridge.until_state("taken_over", 10.0)
+            bridge.until(lambda: bridge.speed() < 0.3, 30.0, "settled in PX4's Hold")
+            first = bridge.mean_position(1.0)
+            time.sleep(4.0)
+            own = float(np.linalg.norm(bridge.mean_position(1.0) - first))
+            print(f"px4: 5 s of PX4's own Hold (AUTO.LOITER) moved {own:.2f} m (ours {moved:.2f} m)")
+            operator.set_mode(ss.PX4_AUTO, ss.PX4_AUTO_LAND)
+            operator.wait_disarmed()
     finally:
         bridge.close()
 
@@ -242,6 +253,9 @@ def test_the_shipped_pilot_flies_our_scenes_through_the_autopilot(autopilot: Aut
     model = ROOT / "models" / "cfc_ncp.pt"
     scenario = load_scenario("forest_summer")
     logs: list[str] = []
+    # From a vehicle disarmed on the ground, as a user starts it: under CI's load the loop once took over a PX4
+    # still landing from the test before (AUTO.LAND, armed) and flew 3 of 5.
+    autopilot.operator.wait_disarmed()
     loop = AutopilotLoop(load_runtime(model), scenario, autopilot.sitl.bridge_address, autopilot.sitl.flavour,
                          log=lambda level, m: logs.append(m))
     seeds = range(100000, 100000 + EPISODES)
@@ -255,10 +269,12 @@ def test_the_shipped_pilot_flies_our_scenes_through_the_autopilot(autopilot: Aut
     policy.check(sim)
     direct = [fly(sim, policy, seed) for seed in seeds]
     sim.close()
-    print(f"\n{autopilot.kind}: seed, through the autopilot, direct (time to target)")
+    print(f"\n{autopilot.kind}: seed, through the autopilot (time to target; frames flown per second and the longest "
+          "gap between two, which a starved test process would stretch), direct")
     for a, b in zip(through, direct):
-        print(f"  {a.seed}  {a.reason:>14} {a.time_to_target or 0:5.2f} s   "
-              f"{b.reason:>14} {b.time_to_target or 0:5.2f} s")
+        gap = max(np.diff([row[0] for row in a.trajectory]), default=0.0)
+        print(f"  {a.seed}  {a.reason:>14} {a.time_to_target or 0:5.2f} s {a.steps / max(a.duration, 1e-9):4.1f} Hz "
+              f"{gap * 1e3:4.0f} ms   {b.reason:>14} {b.time_to_target or 0:5.2f} s")
     rate = sum(r.success for r in through) / len(through)
     rate_direct = sum(r.success for r in direct) / len(direct)
     times = [r.time_to_target for r in through if r.success]
