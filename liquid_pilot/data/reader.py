@@ -66,8 +66,10 @@ CLOCK_OFFSET_S = 0.5  # streams whose header clocks differ by more than this are
 
 @dataclass
 class TopicConfig:
-    """How to read a flight from a bag: topics, time and conventions (each setting documented and bounded once,
-    validated on construction)."""
+    """How to read a flight from a bag: topics, time and conventions.
+
+    Each setting is documented and bounded once, and checked on construction.
+    """
 
     image: str = setting("/camera/image_raw", "the image topic, or auto: the bag's image topic, chosen by type")
     camera_info: str | None = setting(None, "sensor_msgs/CameraInfo of the image; null: the image topic's sibling "

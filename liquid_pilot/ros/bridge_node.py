@@ -57,14 +57,16 @@ BACKENDS = ("mavlink", "mavros", "crazyflie")
 
 @dataclass(frozen=True)
 class BridgeNodeSettings:
-    """bridge_node's own settings (the supervisor's are ``SupervisorConfig``'s), each documented and bounded once:
-    its ROS parameters are made of them."""
+    """bridge_node's own settings, each documented and bounded once: its ROS parameters are made of them.
+
+    The supervisor's settings are ``SupervisorConfig``'s.
+    """
 
     backend: str = setting("mavlink", "mavlink (PX4, ArduPilot), mavros (its topics) or crazyflie (cflib)", BACKENDS)
     flavour: str = setting("px4", "mavlink: px4 (offboard, MAV_FRAME_BODY_NED) or ardupilot (Copter guided, "
                                   "MAV_FRAME_BODY_OFFSET_NED)", ("px4", "ardupilot"))
     address: str = setting("udpin:0.0.0.0:14540", "mavlink: udpin:HOST:PORT (listen; PX4 SITL's offboard port is "
-                                                   "14540), udpout:HOST:PORT, tcp:HOST:PORT or serial:DEVICE[:BAUD]")
+                                                  "14540), udpout:HOST:PORT, tcp:HOST:PORT or serial:DEVICE[:BAUD]")
     baud: int = setting(57600, "mavlink: serial baud rate when the address gives none", Range(1200, 12_000_000))
     target_system: int = setting(1, "mavlink: the vehicle's system id (0: the first autopilot of the flavour heard)",
                                  Range(0, 255))

@@ -67,8 +67,10 @@ GATE_PARAMETERS = tuple(f.name for f in dataclasses.fields(GateConfig))  # param
 
 @dataclass(frozen=True)
 class PilotNodeSettings:
-    """pilot_node's own settings (the gate's are ``GateConfig``'s), each documented and bounded once: its ROS
-    parameters are made of them."""
+    """pilot_node's own settings, each documented and bounded once: its ROS parameters are made of them.
+
+    The gate's settings are ``GateConfig``'s.
+    """
 
     model: str = setting("", "pilot checkpoint (.pt) or exported graph (.onnx); empty: the shipped pilot, "
                              "share/liquid_pilot/models/cfc_ncp.pt")

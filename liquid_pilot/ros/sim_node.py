@@ -55,6 +55,7 @@ from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.tasks import SUCCESS
 from liquid_pilot.sim.world import Observation, Simulator
 
+
 @dataclass(frozen=True)
 class SimNodeSettings:
     """sim_node's settings, each documented and bounded once: its ROS parameters are made of them."""
