@@ -14,8 +14,9 @@ States, in flight order::
 - ``wait_link``: no vehicle heard within ``link_timeout``, or no fresh position estimate;
 - ``wait_airborne`` (``auto_takeoff`` false, the default): the operator arms and takes off; the bridge
   waits until the vehicle is armed, ``min_height`` above the ground it took off from, no longer taking off
-  (the autopilot's landed state or take-off mode) and its climb has settled (vertical speed under
-  ``settle_speed`` for ``settle_s``), so the operator's take-off ends where the operator asked;
+  (the autopilot's landed state or take-off mode) and its climb has settled (over the last ``settle_s``,
+  the height's rise and the mean vertical speed under ``settle_speed``), so the operator's take-off ends where
+  the operator asked;
 - ``prime``: hover setpoints for ``prime_s`` before any mode switch (PX4 refuses offboard without a
   running stream);
 - ``switch``: the offboard/guided mode is requested and confirmed by the vehicle (refusal or
@@ -51,6 +52,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +73,8 @@ STREAMING = CONTROLLED | {LANDING}  # leaving these for a final state releases t
 AIRBORNE = frozenset({TAKEOFF, FLYING, STALE, HOLD, SHUTDOWN})  # ours to bring down on shutdown
 PILOT = frozenset({FLYING, STALE})  # the pilot is enabled
 HOVERS = frozenset({PRIME, SWITCH, STALE, HOLD, SHUTDOWN})  # hover at the point where they began
+CREEP_WAIT_S = 15.0  # s after settle_s that a climb still above settle_speed is waited for (wait_airborne)
+CREEP_FACTOR = 4.0  # ... and then taken over if under this many times settle_speed
 
 
 @dataclass
@@ -170,11 +174,11 @@ class SupervisorConfig:
     takeoff_timeout: float = setting(20.0, "s to reach the take-off height", Range(1.0, 600.0))
     min_height: float = setting(0.3, "m above the ground before the bridge takes control (auto_takeoff false)",
                                 Range(0.0, 100.0))
-    settle_s: float = setting(1.0, "s the operator's climb must have settled (vertical speed under settle_speed, "
-                                   "the autopilot's take-off finished) before the bridge takes control "
+    settle_s: float = setting(1.0, "s the operator's climb must have settled over (mean vertical speed under "
+                                   "settle_speed, the autopilot's take-off finished) before the bridge takes control "
                                    "(auto_takeoff false)", Range(0.0, 60.0))
-    settle_speed: float = setting(0.2, "m/s: vertical speed under which the operator's climb counts as settled",
-                                  Range(0.01, 10.0))
+    settle_speed: float = setting(0.05, "m/s: mean vertical speed over settle_s under which the operator's climb "
+                                        "counts as settled", Range(0.01, 10.0))
     command_timeout: float = setting(0.5, "s without a pilot command before hovering (stale)", Range(0.01, 10.0))
     stale_land_s: float = setting(5.0, "s of stale commands (hovering) before landing", Range(0.0, 600.0))
     fence_radius: float = setting(10.0, "m: horizontal distance from where the bridge took control: geofence",
@@ -227,7 +231,8 @@ class Supervisor:
         self.ground: float | None = None
         self.takeover: Vector | None = None
         self.hold_point: tuple[Vector, float] | None = None
-        self._settled_since: int | None = None
+        self._climb: deque[tuple[int, float, float]] = deque()  # (ns, height, vertical speed) over settle_s
+        self._airborne_since: int | None = None  # since when the operator's take-off is over (wait_airborne)
         self.pilot_enabled = False
         self._command: Command = ZERO
         self._command_at = self.since
@@ -370,21 +375,36 @@ class Supervisor:
             self._enter(WAIT_LINK, "link or position estimate lost")
             return
         if t.armed is False or height is None or height < c.min_height:
-            self._settled_since = None
+            self._climb.clear()
+            self._airborne_since = None
             return
         if t.taking_off:
-            self._settled_since = None
+            self._climb.clear()
+            self._airborne_since = None
             self._note("taking_off", f"{height:.2f} m up, the autopilot's take-off still under way: waiting for it "
                                      "to finish before taking control")
             return
-        climb = None if t.velocity is None else t.velocity[2]
-        if climb is not None and abs(climb) > c.settle_speed:
-            self._settled_since = None
+        # The climb has settled when, over the last settle_s, the height rose less than settle_speed per second and
+        # the vertical speed averaged under it: means, so an estimator's noise (PX4 SIH's speed jitters by 0.07 m/s)
+        # cannot hold the take-over back, and the slow end of an autopilot's climb (PX4's Hold creeps up its last
+        # 0.4 m at 0.1-0.03 m/s) is waited for. A climb that never settles (a drifting estimate) is taken over
+        # CREEP_WAIT_S later if it is under CREEP_FACTOR times settle_speed.
+        self._climb.append((now, height, 0.0 if t.velocity is None else t.velocity[2]))
+        self._airborne_since = now if self._airborne_since is None else self._airborne_since
+        while now - self._climb[0][0] > c.settle_s * 1e9:
+            self._climb.popleft()
+        if now - self._airborne_since < c.settle_s * 1e9:
             return
-        self._settled_since = self._settled_since if self._settled_since is not None else now
-        if now - self._settled_since >= c.settle_s * 1e9:
-            self._enter(PRIME, f"airborne at {height:.2f} m, climb settled")
-            self._prime(now)
+        start, start_height, _ = self._climb[0]
+        span = (now - start) / 1e9
+        rise = abs(height - start_height) / span if span > 0 else 0.0
+        speed = abs(sum(v for _, _, v in self._climb) / len(self._climb))
+        climb = max(rise, speed)
+        waited = (now - self._airborne_since) / 1e9 - c.settle_s
+        if climb > c.settle_speed and not (waited >= CREEP_WAIT_S and climb <= CREEP_FACTOR * c.settle_speed):
+            return
+        self._enter(PRIME, f"airborne at {height:.2f} m, climb settled ({climb:.2f} m/s over {c.settle_s:g} s)")
+        self._prime(now)
 
     def _prime(self, now: int) -> None:
         if not self._link:
