@@ -31,6 +31,7 @@ from liquid_pilot.bridge.mavlink import mavutil
 HOME = "-35.363261,149.165230,584,60"  # CMAC, heading 60 degrees: body and world axes differ
 COPTER_GUIDED, COPTER_LAND = 4, 9
 PX4_AUTO, PX4_AUTO_TAKEOFF, PX4_AUTO_LOITER, PX4_AUTO_LAND = 4, 2, 3, 6
+MAV_LANDED_STATE_ON_GROUND = 1
 
 
 def ardupilot_binary() -> Path:
@@ -184,18 +185,20 @@ class Operator:
         return p.x, p.y, p.z
 
     def wait_disarmed(self, timeout: float = 120.0) -> None:
-        """Until the vehicle is disarmed: the last flight's landing over, as slow as a loaded machine makes it.
+        """Until the vehicle says, in a heartbeat sent after this call, that it is disarmed and on the ground.
 
-        A vehicle still landing takes commands as a flying one does: under CI's load, PX4 in AUTO.LAND (armed)
-        took the next test's arm and take-off, then disarmed on landing and never climbed; ArduPilot, landing,
-        took GUIDED from a bridge without the signing key.
+        The last flight's landing over, as slow as a loaded machine makes it: a vehicle still landing takes
+        commands as a flying one does (under CI's load, PX4 in AUTO.LAND, armed, took the next test's arm and
+        take-off, then disarmed on landing and never climbed; ArduPilot, landing, took GUIDED from a bridge without
+        the signing key). Only a fresh heartbeat counts, with the landed state on the ground where the vehicle
+        sends one: a heartbeat kept from earlier once let the next test start with PX4 still landing.
         """
-        def disarmed() -> bool:
-            beat = self.latest.get("HEARTBEAT")
-            return beat is not None and not beat.base_mode & 128
+        def down(msg: Any) -> bool:
+            return (msg.get_type() == "HEARTBEAT" and self.latest.get("HEARTBEAT") is msg
+                    and not msg.base_mode & 128 and self.landed_state() in (None, MAV_LANDED_STATE_ON_GROUND))
 
-        self.pump()  # what queued while the tests flew: the latest heartbeat is now
-        self.until(disarmed, timeout)
+        self.pump()  # what queued while the tests flew
+        self.wait(down, timeout)
 
     def landed_state(self) -> int | None:
         msg = self.latest.get("EXTENDED_SYS_STATE")

@@ -173,7 +173,7 @@ def test_an_operators_takeoff_reaches_its_height_and_the_fence_holds_still(autop
         height = bridge.status()["height"]
         print(f"\n{autopilot.kind}: taken over at {taken_over_at:.2f} m, {height:.2f} m 3 s later (asked 2.5 m)")
         # The take-off was not cut short (it was, at 1.36 m). ArduPilot reaches 2.47-2.49 m. PX4's Hold creeps up the
-        # last 0.4 m after its take-off; waiting for that creep to end (mean climb under 0.05 m/s) takes over 2.41-2.43
+        # last 0.4 m after its take-off; waiting for that creep to end (mean climb under 0.05 m/s) takes over 2.30-2.43
         # m up (2.18-2.45 m when every speed sample under 0.2 m/s counted as settled). The PX4 bound leaves room
         # for its estimate of the ground, which drifts.
         low = 2.2 if autopilot.kind == "ardupilot" else 2.0
