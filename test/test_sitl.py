@@ -155,8 +155,9 @@ def test_the_bridge_waits_for_the_autopilot_then_publishes_its_telemetry(autopil
         lag = [(t - s.stamp) / 1e6 for t, s in bridge.samples[-200:] if isinstance(s, ImuSample)]
         print(f"{autopilot.kind}: imu/data stamped {np.median(lag):.1f} ms (median) before its receipt")
         # Stamped at measurement (earlier than the receipt), in this computer's clock (not seconds off). The age
-        # itself is the SITL's: 1-10 ms on an idle machine, 75-86 ms for PX4 SIH under CI's full load.
-        assert 0 < np.median(lag) < 250.0
+        # itself is the SITL's and the test process's: 1-26 ms on an idle machine, 75-86 ms for PX4 SIH under CI's full
+        # load, 236-290 ms once (the bound catches a clock seconds off).
+        assert 0 < np.median(lag) < 500.0
     finally:
         bridge.close()
 
