@@ -8,6 +8,7 @@ keep-alive rate test alone runs in real time (about 3 s, both cores loaded).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -508,14 +509,23 @@ def test_the_autopilots_imu_attitude_and_odometry_come_out_in_ros_frames(link_fa
     assert imu.stamp == odom.stamp == link.clock.now
 
 
-def _real_time_link(backend: ml.MavlinkBackend, vehicle: MavlinkVehicle, config: SupervisorConfig) -> tuple:
+@contextlib.contextmanager
+def _real_time_link(backend: ml.MavlinkBackend, vehicle: MavlinkVehicle, config: SupervisorConfig):
+    """The supervisor's keep-alive thread and the vehicle's loop in real time; everything closed on leaving."""
     sup = Supervisor(backend, config, time.monotonic_ns)
     runner = Runner(sup, 20.0)
     stop = threading.Event()
     thread = threading.Thread(target=vehicle.run, args=(stop, 0.02, True), daemon=True)
     thread.start()
     runner.start()
-    return sup, runner, stop, thread
+    try:
+        yield sup
+    finally:
+        runner.stop(0.5)
+        stop.set()
+        thread.join(2)
+        backend.close()
+        vehicle.conn.close()
 
 
 def _wait(condition, timeout: float = 10.0) -> bool:
@@ -537,18 +547,11 @@ def test_mavlink2_signing_against_a_vehicle_that_requires_it(bridge_key, require
     port = backend.conn.port.getsockname()[1]
     vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True,
                              key=b"k" * 32)
-    sup, runner, stop, thread = _real_time_link(backend, vehicle, SupervisorConfig(prime_s=0.2, settle_s=0.2))
-    try:
+    with _real_time_link(backend, vehicle, SupervisorConfig(prime_s=0.2, settle_s=0.2)) as sup:
         assert _wait(lambda: sup.state in ("flying", "failed")), sup.state
         assert sup.state == expect, sup.reason
         if expect == "failed":
             assert vehicle.mode != "OFFBOARD" and vehicle.refused > 0  # nothing unsigned was obeyed
-    finally:
-        runner.stop(0.5)
-        stop.set()
-        thread.join(2)
-        backend.close()
-        vehicle.conn.close()
 
 
 def test_require_signing_refuses_an_unsigned_vehicle_and_says_so_once() -> None:
@@ -557,17 +560,10 @@ def test_require_signing_refuses_an_unsigned_vehicle_and_says_so_once() -> None:
                                 log=lambda level, m: logs.append(m))
     port = backend.conn.port.getsockname()[1]
     vehicle = MavlinkVehicle(Kinematic((0.0, 0.0, 1.0)), f"udpout:127.0.0.1:{port}", "px4", armed=True)
-    sup, runner, stop, thread = _real_time_link(backend, vehicle, SupervisorConfig())
-    try:
+    with _real_time_link(backend, vehicle, SupervisorConfig()) as sup:
         assert _wait(lambda: sum("refusing unsigned" in m for m in logs) == 1)
         time.sleep(0.5)
         assert sup.state == "wait_link" and sum("refusing unsigned" in m for m in logs) == 1
-    finally:
-        runner.stop(0.5)
-        stop.set()
-        thread.join(2)
-        backend.close()
-        vehicle.conn.close()
 
 
 def test_signing_keys_from_a_file_or_a_passphrase(tmp_path) -> None:

@@ -72,6 +72,12 @@ class Bridge:
         v = self.supervisor.telemetry.velocity
         return float("inf") if v is None else float(np.linalg.norm(v))
 
+    def drift(self, seconds: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+        """The mean positions over the next second and over the second that starts ``seconds`` later."""
+        first = self.mean_position(1.0)
+        time.sleep(seconds - 1.0)
+        return first, self.mean_position(1.0)
+
     def mean_position(self, seconds: float) -> np.ndarray:
         """The mean of the position estimates over the next ``seconds`` (an estimator's jitter averaged out)."""
         points, deadline = [], time.monotonic() + seconds
@@ -187,9 +193,7 @@ def test_an_operators_takeoff_reaches_its_height_and_the_fence_holds_still(autop
         # machine, later under load): from there, 5 s of hold must not move it.
         bridge.until(lambda: bridge.speed() < 0.3 and np.linalg.norm(bridge.position() - point) < 0.5, 30.0,
                      "back at the hold point after braking from 1.5 m/s")
-        first = bridge.mean_position(1.0)
-        time.sleep(4.0)
-        last = bridge.mean_position(1.0)  # 5 s later
+        first, last = bridge.drift(5.0)
         moved = float(np.linalg.norm(last - first))
         off = float(np.linalg.norm(last - point))
         print(f"{autopilot.kind}: 5 s of hold at the fence moved {moved:.2f} m (means of 1 s); {off:.2f} m from the "
@@ -209,9 +213,7 @@ def test_an_operators_takeoff_reaches_its_height_and_the_fence_holds_still(autop
             operator.set_mode(ss.PX4_AUTO, ss.PX4_AUTO_LOITER)
             bridge.until_state("taken_over", 10.0)
             bridge.until(lambda: bridge.speed() < 0.3, 30.0, "settled in PX4's Hold")
-            first = bridge.mean_position(1.0)
-            time.sleep(4.0)
-            own = float(np.linalg.norm(bridge.mean_position(1.0) - first))
+            own = float(np.linalg.norm(np.subtract(*bridge.drift(5.0))))
             print(f"px4: 5 s of PX4's own Hold (AUTO.LOITER) moved {own:.2f} m (ours {moved:.2f} m)")
             operator.set_mode(ss.PX4_AUTO, ss.PX4_AUTO_LAND)
             operator.wait_disarmed()
