@@ -314,17 +314,38 @@ def test_cache_skips_decoding_until_the_bag_changes(bags: Path, tmp_path: Path,
 def test_windows_follow_length_shift_and_segments(bags: Path) -> None:
     flights = load_flights([bags])
     dataset = SequenceDataset(flights, length=32, shift=16)
-    for index, start in dataset.windows:
+    assert {stride for _, _, stride in dataset.windows} == {1}
+    for index, start, _ in dataset.windows:
         segment = flights[index].segments[start]
         assert np.all(flights[index].segments[start:start + 32] == segment)
     n = len(flights[0].images)
     expected = len(range(0, n - 32 + 1, 16)) + ((n - 32) % 16 != 0)
-    assert sum(1 for i, _ in dataset.windows if i == 0) == expected
+    assert sum(1 for i, _, _ in dataset.windows if i == 0) == expected
     item = dataset[3]
     assert item["images"].shape == (32, 64, 64, 3) and item["dt"].shape == (32, 1) and item["dt"][0] == 0
     train, val, how = split_flights(flights, 0.34, seed=0)
     assert len(train) == 2 and len(val) == 1 and {f.bag for f in train}.isdisjoint({f.bag for f in val})
     assert how == "1 of 3 flights held out for validation"
+
+
+def test_strided_windows_are_a_slower_camera_over_the_same_flight(bags: Path) -> None:
+    flights = load_flights([bags])
+    plain = SequenceDataset(flights, length=16, shift=8)
+    both = SequenceDataset(flights, length=16, shift=8, strides=(1, 2))
+    strided = [(n, w) for n, w in enumerate(both.windows) if w[2] == 2]
+    assert [w for w in both.windows if w[2] == 1] == plain.windows  # the every-frame windows as before
+    assert strided and len(strided) < len(plain)  # a window of every 2nd frame spans 31 frames: fewer fit
+    n, (index, start, _) = strided[1]
+    flight, item = flights[index], both[n]
+    frames = np.arange(start, start + 31, 2)
+    assert np.all(flight.segments[start:start + 31] == flight.segments[start])  # within one gap-free segment
+    assert np.array_equal(item["images"].numpy(), flight.images[frames])
+    assert np.array_equal(item["commands"].numpy(), flight.commands[frames])
+    assert np.array_equal(item["imu"].numpy(), flight.imu[frames])
+    dt = item["dt"][:, 0].numpy()
+    assert dt[0] == 0 and np.allclose(dt[1:], flight.dt[frames[1:]] + flight.dt[frames[1:] - 1])  # two frames' time
+    with pytest.raises(ValueError, match="strides must be positive"):
+        SequenceDataset(flights, length=16, shift=8, strides=(0,))
 
 
 def test_augmentation_is_per_sequence_and_seeded() -> None:

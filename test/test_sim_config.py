@@ -27,6 +27,9 @@ def test_validation_conditions_are_held_out_from_the_test_scenarios() -> None:
         scenario = load_scenario(name)
         assert scenario.name == name and scenario.description.startswith("Validation")
     assert {load_scenario(n).scene.season for n in held_out} >= {"spring", "dry"}
+    table_rates = {load_scenario(n).sim.camera_hz for n in list_scenarios()}
+    slow = {load_scenario(n).sim.camera_hz for n in held_out} - table_rates
+    assert slow and min(slow) < load_scenario("forest_summer").sim.camera_hz  # a slow camera no table condition has
     assert not {load_scenario(n).scene.season for n in list_scenarios()} & {"spring", "dry"}
 
 
@@ -61,6 +64,9 @@ def test_training_only_scenarios_join_no_group_of_conditions() -> None:
         scenario = load_scenario(name)
         assert scenario.name == name and scenario.description.startswith("Training only")
     assert load_scenario("search_left").task.start_distance == load_scenario("forest_summer").task.start_distance
+    far = load_scenario("far").task.start_distance  # farther than the table's flights, nearer than the hard tier's
+    assert far[0] >= load_scenario("forest_summer").task.start_distance[1]
+    assert far[1] <= load_scenario("hard_far").task.start_distance[0]
 
 
 def test_the_search_validation_conditions_start_out_of_view_and_differ_from_the_hard_tier() -> None:

@@ -148,13 +148,17 @@ class SequenceDataset(Dataset):
     """Windows of ``length`` frames every ``shift`` frames within each gap-free segment.
 
     A last window ends at each segment's last frame; segments shorter than ``length`` are not used.
+    With ``strides`` beyond 1, windows are also taken of every ``stride``-th frame (a camera that many
+    times slower: each step's elapsed time is the sum of the frames it spans, its label the command at
+    the frame it keeps), over segments long enough for ``length`` such steps.
     """
 
-    def __init__(self, flights: list[Flight], length: int = 64, shift: int = 16):
-        if length < 1 or shift < 1:
-            raise ValueError(f"sequence length and shift must be positive, got {length} and {shift}")
+    def __init__(self, flights: list[Flight], length: int = 64, shift: int = 16, strides: tuple[int, ...] = (1,)):
+        if length < 1 or shift < 1 or not strides or min(strides) < 1:
+            raise ValueError(f"sequence length, shift and strides must be positive, got {length}, {shift} and "
+                             f"{list(strides)}")
         self.flights, self.length = flights, length
-        self.windows: list[tuple[int, int]] = []  # (flight, first frame)
+        self.windows: list[tuple[int, int, int]] = []  # (flight, first frame, stride)
         self.unused_frames = 0
         for index, flight in enumerate(flights):
             for segment in np.unique(flight.segments):
@@ -162,23 +166,31 @@ class SequenceDataset(Dataset):
                 first, count = int(frames[0]), len(frames)
                 if count < length:
                     self.unused_frames += count
-                    continue
-                starts = list(range(first, first + count - length + 1, shift))
-                if starts[-1] != first + count - length:
-                    starts.append(first + count - length)
-                self.windows += [(index, s) for s in starts]
+                for stride in sorted(set(strides)):
+                    span = (length - 1) * stride + 1
+                    if count < span:
+                        continue
+                    starts = list(range(first, first + count - span + 1, shift * stride))
+                    if starts[-1] != first + count - span:
+                        starts.append(first + count - span)
+                    self.windows += [(index, s, stride) for s in starts]
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        index, start = self.windows[item]
-        f, end = self.flights[index], start + self.length
+        index, start, stride = self.windows[item]
+        f, end = self.flights[index], start + (self.length - 1) * stride + 1
+        images = shards.read_frames(f.images, start, end)
         dt = f.dt[start:end].copy()
         dt[0] = 0.0  # the window starts from a fresh state, as a flight does
-        return {"images": torch.from_numpy(shards.read_frames(f.images, start, end)),
-                "imu": torch.from_numpy(f.imu[start:end]), "dt": torch.from_numpy(dt).unsqueeze(-1),
-                "commands": torch.from_numpy(f.commands[start:end])}
+        if stride > 1 and len(dt) > 1:  # each kept frame carries the time since the kept frame before it
+            images = np.ascontiguousarray(images[::stride])
+            dt = np.concatenate([[0.0], np.add.reduceat(dt[1:], np.arange(0, len(dt) - 1, stride))]).astype(dt.dtype)
+        keep = slice(start, end, stride)
+        return {"images": torch.from_numpy(images), "imu": torch.from_numpy(np.ascontiguousarray(f.imu[keep])),
+                "dt": torch.from_numpy(dt).unsqueeze(-1),
+                "commands": torch.from_numpy(np.ascontiguousarray(f.commands[keep]))}
 
     def __getstate__(self) -> dict:  # to DataLoader workers started by spawn: memory-mapped frames by reference
         return {**self.__dict__, "flights": [shards.by_reference(f) for f in self.flights]}

@@ -65,6 +65,9 @@ class TrainConfig:
     batch_size: int = setting(16, "windows per optimisation step (over all processes)", Range(1))
     sequence_length: int = setting(64, "frames per training window", Range(1))
     shift: int = setting(16, "frames between the starts of consecutive windows", Range(1))
+    frame_strides: list[int] = setting(help="training windows of every Nth frame too, for each N listed (2: a "
+                                       "camera at half rate, its steps spanning twice the time); [1]: none",
+                                       factory=lambda: [1])
     learning_rate: float = setting(2e-3, "AdamW's learning rate (1e-2 collapses the CNN's features early)", POSITIVE)
     lr_decay: float = setting(0.95, "learning-rate multiplier per epoch (exponential decay)", Range(0.0, 1.0,
                                                                                                     open_low=True))
@@ -103,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"pin_memory must be auto, true or false (got {self.pin_memory!r})")
         if self.init is not None and not self.init:
             raise ValueError(f"init must be a pilot checkpoint's path (got {self.init!r})")
+        if not self.frame_strides or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+                                         for n in self.frame_strides):
+            raise ValueError(f"frame_strides must be a list of whole numbers of frames, 1 or more, such as [1, 2] "
+                             f"(got {self.frame_strides!r})")
         if any(part not in FREEZABLE for part in self.freeze):
             raise ValueError(f"freeze must be a list of {', '.join(FREEZABLE)} (got {self.freeze!r})")
         self.freeze = sorted(set(self.freeze))
@@ -528,7 +535,7 @@ def _split(config: TrainConfig, flights: list[Flight], source: str,
     """Training and validation windows, and the line saying how flights were split (both printed)."""
     train_flights, val_flights, split = split_flights(flights, config.val_fraction, config.seed,
                                                       config.sequence_length)
-    train_set = SequenceDataset(train_flights, config.sequence_length, config.shift)
+    train_set = SequenceDataset(train_flights, config.sequence_length, config.shift, tuple(config.frame_strides))
     val_set = SequenceDataset(val_flights, config.sequence_length, config.shift)
     frames = sum(len(f.images) for f in flights)
     if not len(val_set):
@@ -546,9 +553,14 @@ def _split(config: TrainConfig, flights: list[Flight], source: str,
                                f"sequence_length (in the training config) to at most {longest}, or record longer "
                                f"flights")
     print(f"{len(flights)} flights, {frames} frames: {len(train_set)} training and {len(val_set)} validation "
-          f"windows of {config.sequence_length} (shift {config.shift}); {train_set.unused_frames} frames in "
+          f"windows of {config.sequence_length} (shift {config.shift}{_strides(config)}); {train_set.unused_frames} frames in "
           f"too-short segments unused", file=log)
     return train_set, val_set, split
+
+
+def _strides(config: TrainConfig) -> str:
+    more = [n for n in config.frame_strides if n != 1]
+    return f"; training also every {', '.join(map(str, more))}th frame" if more else ""
 
 
 def _segment_lengths(flights: list[Flight]) -> list[int]:
