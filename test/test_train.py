@@ -14,7 +14,7 @@ from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
 from liquid_pilot.nn.policy import PilotConfig
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import replay
-from liquid_pilot.train.trainer import _with_camera_fov, load_train_config, train, training_fov
+from liquid_pilot.train.trainer import TrainConfig, _with_camera_fov, load_train_config, train, training_fov
 
 FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1}
 
@@ -121,6 +121,12 @@ def test_train_command_overrides_the_seed(bags: Path, tmp_path: Path) -> None:
 def test_shipped_training_config_loads() -> None:
     config = load_train_config(Path(__file__).resolve().parents[1] / "config" / "train.yaml")
     assert config.pilot.head == "cfc_ncp" and config.sequence_length == 64 and config.shift == 16
+
+
+@pytest.mark.parametrize("strides", [[], [0], [1, 2.5], [True], "2"])
+def test_frame_strides_must_be_whole_frames(strides: object) -> None:
+    with pytest.raises(ValueError, match=r"frame_strides must be a list of whole numbers"):
+        TrainConfig(frame_strides=strides)
 
 
 # Fine-tuning: --init MODEL, --freeze-cnn

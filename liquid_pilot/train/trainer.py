@@ -560,7 +560,7 @@ def _split(config: TrainConfig, flights: list[Flight], source: str,
 
 def _strides(config: TrainConfig) -> str:
     more = [n for n in config.frame_strides if n != 1]
-    return f"; training also every {', '.join(map(str, more))}th frame" if more else ""
+    return f"; training windows also stepping {' and '.join(map(str, more))} frames" if more else ""
 
 
 def _segment_lengths(flights: list[Flight]) -> list[int]:
