@@ -26,8 +26,8 @@ def bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _train(bags: Path, out: Path, epochs: int, resume: bool = False) -> dict:
-    config = load_train_config(None, {**FAST, "epochs": epochs})
+def _train(bags: Path, out: Path, epochs: int, resume: bool = False, **settings: object) -> dict:
+    config = load_train_config(None, {**FAST, "epochs": epochs, **settings})
     return train(config, [bags], out, resume=resume, cache_dir=out.parent / "cache", log=open("/dev/null", "w"))
 
 
@@ -57,6 +57,14 @@ def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_p
     b = torch.load(tmp_path / "resumed" / "p.state.pt", weights_only=False)["pilot"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_run_resumes_on_other_threads_but_not_with_another_recipe(bags: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.pt"
+    _train(bags, out, epochs=1, threads=2)
+    with pytest.raises(ValueError, match=r"another training config \(seed: 0 then, 3 now\); train with the same "):
+        _train(bags, out, epochs=2, resume=True, threads=1, seed=3)
+    assert _train(bags, out, epochs=2, resume=True, threads=1)["epochs"] == 2  # threads: where it runs, not what
 
 
 def test_replay_compares_with_the_recorded_commands(bags: Path, tmp_path: Path) -> None:

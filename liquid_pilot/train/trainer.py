@@ -297,7 +297,7 @@ def _rng_state(runtime: Runtime) -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "cuda": cuda}
 
 
-RESUME_ANYWHERE = ("epochs", "workers", "pin_memory")  # settings a resumed run may change
+RESUME_ANYWHERE = ("epochs", "threads", "workers", "pin_memory")  # settings a resumed run may change
 
 
 def _resume(state_path: Path, config_dict: dict[str, Any], runtime: Runtime) -> dict[str, Any] | None:
@@ -310,9 +310,11 @@ def _resume(state_path: Path, config_dict: dict[str, Any], runtime: Runtime) -> 
         return None
     defaults = dataclasses.asdict(TrainConfig())
     asked = {k: v for k, v in config_dict.items() if k not in RESUME_ANYWHERE}
-    if {k: saved["config"].get(k, defaults[k]) for k in asked} != asked:
-        raise ValueError(f"{state_path}: was written with another training config; train without --resume to "
-                         "start over")
+    then = {k: saved["config"].get(k, defaults[k]) for k in asked}
+    if then != asked:
+        changed = "; ".join(f"{k}: {then[k]!r} then, {asked[k]!r} now" for k in asked if then[k] != asked[k])
+        raise ValueError(f"{state_path}: was written with another training config ({changed}); train with the "
+                         "same settings to resume, or without --resume to start over")
     processes = saved.get("world_size", 1)
     if processes != runtime.world_size:
         how = "in one process, without torchrun (or --ray with --processes 1)" if processes == 1 else \
