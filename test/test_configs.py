@@ -68,6 +68,11 @@ def test_the_default_is_the_previous_recipe_on_the_camera_alone_at_the_same_cost
     assert changed == {"pilot.use_imu": False, "windows_per_epoch": 472, "seed": 2}  # seed: the shipped run's
 
 
+def test_round_twos_candidate_differs_from_the_default_where_it_says() -> None:
+    changed = {k for k, v in config("train_cfc_ncp_far_strides.yaml").items() if config("train.yaml")[k] != v}
+    assert changed == {"frame_strides", "augment.colour", "seed"}
+
+
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:
     default = config(PREVIOUS)  # the default of the study they were part of (issue 18)
     expected = {"train_paper_ltc.yaml": {"pilot.head": "ltc_ncp", "pilot.units": 34, "pilot.use_imu": False},
