@@ -79,3 +79,20 @@ def test_the_readme_headline_table_is_the_reports() -> None:
                     if model in shipped["summary"] else ["—", "—"])
         expected += [over_runs(easy[model]["ood"]), over_runs(hard[model]["ood"])] if model in easy else ["—", "—"]
         assert row[1:] == expected, row[0]
+
+
+ROUND2_HEADER = "| recipe (round 2's data) | runs | easy tier: each run | easy tier: over runs |"
+ROUND2 = ["c3", "c4", "lstm", "ff"]  # the best-pilot study's second round, in its table's order
+
+
+def test_the_best_pilot_round_two_table_is_its_reports() -> None:
+    tiers = {t: report(f"best_pilot/round2/tiers/{t}")["runs"] for t in ("easy", "hard", "search")}
+    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), ROUND2_HEADER)
+    assert len(rows) == len(ROUND2)
+    for row, recipe in zip(rows, ROUND2):
+        expected = [str(len(tiers["easy"][recipe]["runs"]))]
+        for tier in ("easy", "hard"):
+            ood = tiers[tier][recipe]["ood"]
+            expected += [", ".join(f"{100 * x:.1f}" for x in ood["per_run"]), over_runs(ood)]
+        expected.append(over_runs(tiers["search"][recipe]["ood"]))
+        assert row[1:] == expected, row[0]
