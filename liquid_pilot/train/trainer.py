@@ -555,8 +555,8 @@ def _split(config: TrainConfig, flights: list[Flight], source: str,
                                f"sequence_length (in the training config) to at most {longest}, or record longer "
                                f"flights")
     print(f"{len(flights)} flights, {frames} frames: {len(train_set)} training and {len(val_set)} validation "
-          f"windows of {config.sequence_length} (shift {config.shift}{_strides(config)}); {train_set.unused_frames} frames in "
-          f"too-short segments unused", file=log)
+          f"windows of {config.sequence_length} (shift {config.shift}{_strides(config)}); "
+          f"{train_set.unused_frames} frames in too-short segments unused", file=log)
     return train_set, val_set, split
 
 
