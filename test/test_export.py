@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from liquid_pilot.flight.runtime import OnnxPilot
+from liquid_pilot.flight.runtime import OnnxPilot, OnnxRuntime
 from liquid_pilot.nn.export import export_onnx, export_torchscript
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 
@@ -69,3 +69,29 @@ def test_onnx_pilot_without_imu_has_no_imu_input(tmp_path: Path) -> None:
     with torch.no_grad():
         expected, _ = pilot.step({"image": torch.zeros(1, 64, 64, 3, dtype=torch.uint8)}, None, 0.06)
     np.testing.assert_allclose(command, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["cfc_ncp", "ltc_ncp", "lstm", "ff"])
+@pytest.mark.parametrize("use_imu", [False, True])
+def test_the_flight_runtime_steps_through_bound_buffers_bit_for_bit(head: str, use_imu: bool, tmp_path: Path) -> None:
+    """The runtime's step (onnxruntime I/O binding) is session.run's step exactly, and nothing it returns is reused."""
+    pilot = Pilot(PilotConfig(head=head, use_imu=use_imu), seed=2).eval()
+    export_onnx(pilot, tmp_path / "p.onnx", batch=1)
+    runtime = OnnxRuntime(tmp_path / "p.onnx")
+    assert runtime._bound is not None  # a flight graph (batch 1) takes the bound path
+    rng = np.random.default_rng(0)
+    state, kept = None, []
+    for i in range(20):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        imu = rng.normal(size=6).astype(np.float32) if use_imu else None
+        dt = 0.0 if i == 0 else float(rng.uniform(0.03, 0.1))
+        expected, state = runtime.evaluate(image, imu, state, dt)  # session.run, the state passed in
+        command = runtime.step(image, imu, dt)
+        assert np.array_equal(command, expected) and np.array_equal(runtime.state, state)
+        kept.append((command, runtime.state, state.copy()))
+    for command, got, want in kept:  # a later step overwrote none of what an earlier one returned
+        assert np.array_equal(got, want)
+    assert len({id(got) for _, got, _ in kept}) == len(kept)
+    runtime.reset()
+    first = runtime.step(image, imu, 0.0)
+    assert np.array_equal(first, runtime.evaluate(image, imu, None, 0.0)[0])  # reset: from a zero state again

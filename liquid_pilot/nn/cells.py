@@ -19,7 +19,9 @@ GATES = 4  # CfC pre-activations per neuron: f1, f2, time_a, time_b
 
 def cfc_update(z: Tensor, dt: Tensor, size: int) -> Tensor:
     """Return the CfC state f1 * (1 - g) + g * f2, f = tanh(.), g = sigmoid(time_a * dt + time_b)."""
-    f1, f2, time_a, time_b = z.unflatten(-1, (GATES, size)).unbind(-2)  # fewest views: they cost like ops
+    # One split, not unflatten + unbind: the same views, and in the exported step one Split node where
+    # unbind made a Reshape, a Split and four Squeezes (162 -> 87 nodes for the default pilot).
+    f1, f2, time_a, time_b = torch.split(z, size, -1)
     f1, f2 = torch.tanh(f1), torch.tanh(f2)
     gate = torch.sigmoid(torch.addcmul(time_b, time_a, dt))
     if torch.jit.is_tracing():  # ONNX has no lerp; the exporter's stand-in costs eight nodes
