@@ -25,7 +25,7 @@ out. Services: ``~/enable`` (std_srvs/SetBool), ``~/reset`` (std_srvs/Trigger).
 from __future__ import annotations
 
 import dataclasses
-
+import queue
 import threading
 import time
 from collections import deque
@@ -159,7 +159,10 @@ class PilotNode(Node):
         self._lock = self.core.lock  # the gate and the command publisher; held briefly, never while stepping
         self._stop = threading.Event()
         self._frame: tuple[bytes, int] | None = None  # the newest frame waiting for the step thread, and its arrival
-        self._frame_ready = threading.Condition()
+        self._frame_lock = threading.Lock()  # the slot above
+        # One token while the slot holds a frame the step thread has not taken (and one at stop): a SimpleQueue
+        # wakes a thread from C, about 45 us sooner after a camera period asleep than threading.Condition here.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self.replaced_frames = 0  # frames replaced by a newer one before the network was free
         self.frames_handled = 0  # frames the step thread has finished with (flown, refused or dropped)
         self.imu_samples = 0  # IMU messages handed to the gate (good or not)
@@ -247,8 +250,7 @@ class PilotNode(Node):
     def destroy_node(self) -> None:
         """Stop the threads, then publish a final zero and wait for reliable subscribers to have it."""
         self._stop.set()
-        with self._frame_ready:
-            self._frame_ready.notify_all()
+        self._wake.put(None)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5.0)
@@ -311,11 +313,13 @@ class PilotNode(Node):
         self.camera_rate.add()
         with self._lock:
             self.gate.frame_arrived(received)
-        with self._frame_ready:
-            if self._frame is not None:
-                self.replaced_frames += 1
+        with self._frame_lock:
+            waiting = self._frame is not None
             self._frame = (data, received)
-            self._frame_ready.notify()
+        if waiting:
+            self.replaced_frames += 1  # the step thread's token is out already: it takes this newer frame
+        else:
+            self._wake.put(None)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if msg.k[0] > 0 and msg.k[4] > 0 and msg.width and msg.height:
@@ -337,9 +341,8 @@ class PilotNode(Node):
     # The step thread: decode, preprocess and step outside the lock; newest frame first.
     def _step_loop(self) -> None:
         while not self._stop.is_set():
-            with self._frame_ready:
-                while self._frame is None and not self._stop.is_set():
-                    self._frame_ready.wait()
+            self._wake.get()
+            with self._frame_lock:
                 frame, self._frame = self._frame, None
             if frame is not None and not self._stop.is_set():
                 self._guard(self._fly_frame)(*frame)
