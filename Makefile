@@ -45,7 +45,7 @@ test-onboard: $(STAMP) $(ONBOARD)/.installed $(JAZZY)/.installed
 	LIQUID_PILOT_ARTEFACT=$(ARTEFACT) AMENT_PREFIX_PATH=$(CURDIR)/$(JAZZY) $(JAZZY)/bin/python -m pytest -q test/onboard
 
 bench: $(STAMP)
-	for b in nn sim data workers train ros onboard safety; do $(BIN)/python bench/bench_$$b.py $(BENCH_ARGS) || exit 1; done
+	for b in nn sim data workers train ros cold onboard safety; do $(BIN)/python bench/bench_$$b.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(ONBOARD) $(JAZZY) build *.egg-info
