@@ -74,6 +74,11 @@ def test_round_twos_candidate_differs_from_the_default_where_it_says() -> None:
     assert changed == {"frame_strides", "augment.colour", "seed"}
 
 
+def test_round_threes_candidate_differs_from_the_default_in_frame_normalisation_alone() -> None:
+    changed = {k: v for k, v in config("train_cfc_ncp_frame_norm.yaml").items() if config("train.yaml")[k] != v}
+    assert changed == {"pilot.frame_norm": True}
+
+
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:
     default = config(PREVIOUS)  # the default of the study they were part of (issue 18)
     expected = {"train_paper_ltc.yaml": {"pilot.head": "ltc_ncp", "pilot.units": 34, "pilot.use_imu": False},

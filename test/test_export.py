@@ -59,6 +59,18 @@ def test_torchscript_matches_eager_over_a_rollout(head: str, tmp_path: Path) -> 
     assert max(_rollout(pilot, step)) < 1e-5
 
 
+def test_a_frame_normalised_pilot_exports_as_it_flies(tmp_path: Path) -> None:
+    """frame_norm (each frame standardised by its own statistics) lives in the model: the ONNX step carries it."""
+    pilot = Pilot(PilotConfig(use_imu=False, frame_norm=True), seed=1).eval()
+    export_onnx(pilot, tmp_path / "p.onnx")
+    runner = OnnxPilot(tmp_path / "p.onnx")
+
+    def step(image, imu, state, dt):  # noqa: ANN001, ANN202
+        return runner.step(image.numpy(), None, np.asarray(state, dtype=np.float32), dt.numpy())
+
+    assert max(_rollout(pilot, step)) < 1e-5
+
+
 def test_onnx_pilot_without_imu_has_no_imu_input(tmp_path: Path) -> None:
     pilot = Pilot(PilotConfig(use_imu=False)).eval()
     export_onnx(pilot, tmp_path / "p.onnx")

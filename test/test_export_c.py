@@ -199,7 +199,10 @@ def synthetic(config: PilotConfig, steps: int = 5) -> StepInputs:
     # camera only, and frames whose maps do not divide into the blocks the convolutions sum at once
     PilotConfig(head="ltc_ncp", use_imu=False, image_height=36, image_width=52),
     PilotConfig(head="cfc_ncp", strict_wiring=False, image_height=32, image_width=32),
-], ids=["cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff", "ltc_camera_only_52x36", "cfc_ncps_wiring_32x32"])
+    # each frame standardised by its own statistics (round 3's candidate C5)
+    PilotConfig(head="cfc_ncp", use_imu=False, frame_norm=True),
+], ids=["cfc_ncp", "ltc_ncp", "cfc", "lstm", "gru", "ff", "ltc_camera_only_52x36", "cfc_ncps_wiring_32x32",
+        "cfc_ncp_frame_norm"])
 def test_every_head_matches_onnxruntime_on_the_host(config: PilotConfig, tmp_path: Path) -> None:
     pilot = Pilot(config, seed=3)
     pilot.set_normalisation(torch.tensor([0.4, 0.5, 0.45]), torch.tensor([0.2, 0.23, 0.38]),

@@ -82,6 +82,29 @@ def test_a_pilot_without_imu_ignores_it() -> None:
     assert y.shape == (1, 4)
 
 
+def test_a_frame_normalised_pilot_sees_through_exposure_and_colour_cast() -> None:
+    """frame_norm: a frame darker, flatter and tinted per channel (no clipping) gives the CNN the same input and
+    the same command; without it they move. The training set's image statistics are not used."""
+    g = torch.Generator().manual_seed(3)
+    image = torch.randint(40, 200, (1, 64, 64, 3), generator=g).float()
+    gain, offset = torch.tensor([0.3, 0.45, 0.6]), torch.tensor([5.0, 20.0, 2.0])  # dusk with an orange cast
+    dimmed = image * gain + offset
+    commands = {}
+    for frame_norm in (True, False):
+        pilot = Pilot(PilotConfig(use_imu=False, frame_norm=frame_norm)).eval()
+        pilot.set_normalisation(torch.tensor([0.2, 0.4, 0.6]), torch.tensor([0.1, 0.2, 0.3]))
+        with torch.no_grad():
+            commands[frame_norm] = [torch.cat([pilot._normalised(x).flatten(1), pilot.step({"image": x}, None,
+                                                                                           0.06)[0]], 1)
+                                    for x in (image, dimmed)]
+    assert (commands[False][0] - commands[False][1]).abs().max() > 1.0  # what the CNN sees, and the command
+    torch.testing.assert_close(commands[True][0], commands[True][1], rtol=0, atol=1e-2)  # the floor
+    assert torch.equal(pilot.image_mean, torch.tensor([0.2, 0.4, 0.6]))  # the plain pilot keeps them
+    flat = Pilot(PilotConfig(use_imu=False, frame_norm=True)).eval()
+    with torch.no_grad():  # a flat frame has no spread: finite, not a division by zero
+        assert torch.isfinite(flat.step({"image": torch.full((1, 64, 64, 3), 90.0)}, None, 0.06)[0]).all()
+
+
 @pytest.mark.parametrize("head", ["cfc_ncp", "ltc_ncp", "lstm"])
 def test_training_reduces_the_loss_on_a_steering_task(head: str) -> None:
     """Steer toward a bright square: yaw rate follows its horizontal position."""
