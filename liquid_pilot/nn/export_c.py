@@ -389,31 +389,49 @@ int lp_step(lp_pilot *pilot, const uint8_t *image, const float *imu, float dt, l
     # 1. Image normalisation.
     def _emit_frame_statistics(self, mean: np.ndarray, std: np.ndarray, stats: str) -> str:
         """The table of a frame-normalised pilot (frame_norm): rebuilt from each frame's own statistics."""
-        pixels = self.cfg.image_height * self.cfg.image_width
+        h, w = self.cfg.image_height, self.cfg.image_width
+        pixels = h * w
+        if w * 255 * 255 >= 2**32:
+            raise ValueError(f"frames {w} pixels wide are too wide for the C export's frame statistics (< 66,052)")
         n2 = float(pixels * pixels) * 65025.0  # n^2 * 255^2: the variance's divisor in [0, 1] units
         return f"""{_comment("This pilot standardises each frame per colour channel by its own mean m_c and variance "
                      "v_c (frame_norm, in [0, 1] units), so its table is rebuilt for every frame: pixel_value[c][u] "
                      f"= ((u / 255 - m_c) / sqrt(v_c + {FRAME_NORM_FLOOR:g}) - mean[c]) / std[c] ({stats}).")}\
 static float pixel_value[3][256];
 {_array("frame_mean", mean, "mean[c]")}{_array("frame_std", std, "std[c]")}
-/* The frame's sums are exact integers (n * sum of squares - sum^2 = n^2 * variance in levels^2). */
+/* The frame's sums are exact integers (n * sum of squares - sum^2 = n^2 * variance in levels^2); a row's sums fit
+ * 32 bits ({w} pixels * 255^2). Then pixel_value[c][u] = u * a_c + b_c, the formula above rearranged. */
 static void frame_statistics(const uint8_t *image)
 {{
     uint32_t sum[3] = {{0, 0, 0}};
     uint64_t squares[3] = {{0, 0, 0}};
-    int i, c, u;
-    for (i = 0; i < {pixels * 3}; i += 3)
-        for (c = 0; c < 3; c++) {{
-            const uint32_t v = image[i + c];
-            sum[c] += v;
-            squares[c] += v * v;
+    int x, y, c, u;
+    for (y = 0; y < {h}; y++) {{
+        const uint8_t *p = image + y * {w * 3};
+        uint32_t s0 = 0, s1 = 0, s2 = 0, q0 = 0, q1 = 0, q2 = 0;
+        for (x = 0; x < {w * 3}; x += 3) {{
+            const uint32_t r = p[x], g = p[x + 1], b = p[x + 2];
+            s0 += r;
+            s1 += g;
+            s2 += b;
+            q0 += r * r;
+            q1 += g * g;
+            q2 += b * b;
         }}
+        sum[0] += s0;
+        sum[1] += s1;
+        sum[2] += s2;
+        squares[0] += q0;
+        squares[1] += q1;
+        squares[2] += q2;
+    }}
     for (c = 0; c < 3; c++) {{
         const float m = (float)sum[c] / {float(pixels * 255):.1f}f;
         const float var = (float)({pixels}u * squares[c] - (uint64_t)sum[c] * sum[c]) / {n2:.1f}f;
         const float scale = 1.0f / sqrtf(var + {_float(FRAME_NORM_FLOOR)});
+        const float a = scale / (255.0f * frame_std[c]), b = -(m * scale + frame_mean[c]) / frame_std[c];
         for (u = 0; u < 256; u++)
-            pixel_value[c][u] = (((float)u / 255.0f - m) * scale - frame_mean[c]) / frame_std[c];
+            pixel_value[c][u] = (float)u * a + b;
     }}
 }}
 """
