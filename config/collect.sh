@@ -6,9 +6,10 @@
 #             2000-2024) or right (3000-3024) of the nose (sim/training): the expert turns left until it first
 #             sees the chair (--search left, a rule the camera can follow), then flies to it as usual
 #   daggerN/  closed-loop data aggregation (DAgger), ROUNDS rounds: the pilot trained on every folder before
-#             (config/train.yaml, seed 0, saved as OUT/daggerN.pt) flies 100 flights in the same training scenes
-#             (40 plain, 20 look-alikes, 20 + 20 search; seeds from N*10000) with the same perturbation, and the
-#             expert labels what it saw; the flights it fails are kept: they are the states it needs labels for
+#             (config/train_cfc_ncp_c3.yaml, recipe C3, seed 0, saved as OUT/daggerN.pt: the data the shipped
+#             pilots learnt from) flies 100 flights in the same training scenes (40 plain, 20 look-alikes,
+#             20 + 20 search; seeds from N*10000) with the same perturbation, and the expert labels what it saw;
+#             the flights it fails are kept: they are the states it needs labels for
 # usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone)
 # Interrupted, the same command continues: finished bags are kept and a round's training resumes.
 set -euo pipefail
@@ -24,7 +25,7 @@ for round in $(seq 1 "$rounds"); do
   pilot="$out/dagger$round.pt"
   resume=()
   [ -f "$out/dagger$round.state.pt" ] && resume=(--resume)
-  liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$pilot" --seed 0 "${resume[@]}"
+  liquid-pilot train --config config/train_cfc_ncp_c3.yaml --data "${data[@]}" --out "$pilot" --seed 0 "${resume[@]}"
   seed=$((round * 10000))
   into=(--driver "$pilot" --search left --out "$out/dagger$round" "${hold[@]}")
   liquid-pilot collect --scenario forest_summer --episodes 40 --seed $seed "${into[@]}"

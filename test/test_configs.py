@@ -51,9 +51,10 @@ def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
     # The baselines: the head alone, against the default recipe (issue 25, round 2 retrained every head with it;
     # each ships its seed-2 run, the default's seed).
     default = config("train.yaml")
-    for head, name in SHIPPED.items():
+    for head, name in SHIPPED.items():  # the head, and the seed: the baselines ship seed 2, fixed before any flew
         if head != "cfc_ncp":
-            assert {k for k, v in config(name).items() if default[k] != v} == {"pilot.head"}, name
+            assert {k for k, v in config(name).items() if default[k] != v} == {"pilot.head", "seed"}, name
+            assert config(name)["seed"] == 2, name
     previous = config(PREVIOUS)
     # The first validation study's candidates, each against the default of its day (now the previous default).
     candidates = {"train_cfc_ncp_imu.yaml": IMU_AUGMENT | {"augment.colour"},  # the colour cast's rival ...
@@ -62,21 +63,28 @@ def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
         assert {k for k, v in config(name).items() if previous[k] != v} == settings, name
 
 
-def test_the_default_is_the_previous_recipe_on_the_camera_alone_at_the_same_cost() -> None:
-    # Issue 25's choice: no IMU input, and an epoch of as many windows as the expert's 100 flights give, so that
-    # the search demonstrations and DAgger rounds cost no more training time.
-    changed = {k: v for k, v in config("train.yaml").items() if config(PREVIOUS)[k] != v}
-    assert changed == {"pilot.use_imu": False, "windows_per_epoch": 472, "seed": 2}  # seed: the shipped run's
+def test_c3_is_the_previous_recipe_on_the_camera_alone_at_the_same_cost() -> None:
+    # Issue 25's rounds 1-2: no IMU input, and an epoch of as many windows as the expert's 100 flights give, so
+    # that the search demonstrations and DAgger rounds cost no more training time.
+    changed = {k: v for k, v in config("train_cfc_ncp_c3.yaml").items() if config(PREVIOUS)[k] != v}
+    assert changed == {"pilot.use_imu": False, "windows_per_epoch": 472, "seed": 2}  # seed: round 2's shipped run's
 
 
-def test_round_twos_candidate_differs_from_the_default_where_it_says() -> None:
-    changed = {k for k, v in config("train_cfc_ncp_far_strides.yaml").items() if config("train.yaml")[k] != v}
+def test_round_twos_candidate_differs_from_c3_where_it_says() -> None:
+    changed = {k for k, v in config("train_cfc_ncp_far_strides.yaml").items()
+               if config("train_cfc_ncp_c3.yaml")[k] != v}
     assert changed == {"frame_strides", "augment.colour", "seed"}
 
 
-def test_round_threes_candidate_differs_from_the_default_in_frame_normalisation_alone() -> None:
-    changed = {k: v for k, v in config("train_cfc_ncp_frame_norm.yaml").items() if config("train.yaml")[k] != v}
-    assert changed == {"pilot.frame_norm": True}
+def test_the_default_is_c3_with_each_frame_standardised() -> None:
+    # Round 3 chose C5: C3 with frame_norm, nothing else; seed: its shipped run's (the best of five on validation)
+    changed = {k: v for k, v in config("train.yaml").items() if config("train_cfc_ncp_c3.yaml")[k] != v}
+    assert changed == {"pilot.frame_norm": True, "seed": 4}
+
+
+def test_collect_trains_its_dagger_pilots_with_c3_the_recipe_its_data_were_collected_with() -> None:
+    script = (ROOT / "config" / "collect.sh").read_text()
+    assert "liquid-pilot train --config config/train_cfc_ncp_c3.yaml" in script and "config/train.yaml" not in script
 
 
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:

@@ -83,13 +83,18 @@ def test_the_readme_headline_table_is_the_reports() -> None:
 
 ROUND2_HEADER = "| recipe (round 2's data) | runs | easy tier: each run | easy tier: over runs |"
 ROUND2 = ["c3", "c4", "ltc_ncp", "lstm", "ff", "cfc", "gru"]  # the second round, in its table's order
+ROUND3_HEADER = "| recipe (round 3) | runs | easy tier: each run | easy tier: over runs |"
+# The third round: C5 and C3 (five runs each), the LSTM and the feed-forward pilot on C5 (several runs), then the
+# other heads' one run on C5 (seed 2, the shipped file)
+ROUND3 = ["c5", "c3", "lstm_fn", "ff_fn", "ltc_ncp_fn", "cfc_fn", "gru_fn"]
 
 
-def test_the_best_pilot_round_two_table_is_its_reports() -> None:
-    reports = {t: report(f"best_pilot/round2/tiers/{t}") for t in ("easy", "hard", "search")}
-    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), ROUND2_HEADER)
-    assert len(rows) == len(ROUND2)
-    for row, recipe in zip(rows, ROUND2):
+def check_round_table(tiers: str, header: str, order: list[str]) -> None:
+    """Each row: a recipe's runs (each run's mean, then over runs), or its one run (the seed-2 model) alone."""
+    reports = {t: report(f"best_pilot/{tiers}/{t}") for t in ("easy", "hard", "search")}
+    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), header)
+    assert len(rows) == len(order)
+    for row, recipe in zip(rows, order):
         if recipe in reports["easy"]["runs"]:  # several runs: each run's mean, then over runs
             expected = [str(len(reports["easy"]["runs"][recipe]["runs"]))]
             for tier in ("easy", "hard"):
@@ -97,6 +102,15 @@ def test_the_best_pilot_round_two_table_is_its_reports() -> None:
                 expected += [", ".join(f"{100 * x:.1f}" for x in ood["per_run"]), over_runs(ood)]
             expected.append(over_runs(reports["search"]["runs"][recipe]["ood"]))
         else:  # one run (a model of the reports): its mean, nothing over runs
-            rate = {t: 100 * reports[t]["ood_mean"][recipe]["success_rate"] for t in reports}
+            model = recipe if recipe in reports["easy"]["ood_mean"] else f"{recipe}_seed2"
+            rate = {t: 100 * reports[t]["ood_mean"][model]["success_rate"] for t in reports}
             expected = ["1", f"{rate['easy']:.1f}", "—", f"{rate['hard']:.1f}", "—", f"{rate['search']:.1f}% (one run)"]
         assert row[1:] == expected, row[0]
+
+
+def test_the_best_pilot_round_two_table_is_its_reports() -> None:
+    check_round_table("round2/tiers", ROUND2_HEADER, ROUND2)
+
+
+def test_the_best_pilot_round_three_table_is_its_reports() -> None:
+    check_round_table("round3/tiers", ROUND3_HEADER, ROUND3)

@@ -388,7 +388,7 @@ int lp_step(lp_pilot *pilot, const uint8_t *image, const float *imu, float dt, l
 
     # 1. Image normalisation.
     def _emit_frame_statistics(self, mean: np.ndarray, std: np.ndarray, stats: str) -> str:
-        """The table of a frame-normalised pilot (frame_norm): rebuilt from each frame's own statistics."""
+        """Return the table of a frame-normalised pilot (frame_norm), rebuilt from each frame's own statistics."""
         h, w = self.cfg.image_height, self.cfg.image_width
         pixels = h * w
         if w * 255 * 255 >= 2**32:
