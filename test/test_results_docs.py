@@ -114,3 +114,24 @@ def test_the_best_pilot_round_two_table_is_its_reports() -> None:
 
 def test_the_best_pilot_round_three_table_is_its_reports() -> None:
     check_round_table("round3/tiers", ROUND3_HEADER, ROUND3)
+
+
+def test_the_round_three_choice_is_its_validation_report() -> None:
+    """Each C5 run's row is its validation report, and the rule's sums (C5 1292 against C3's 1285) are the reports'."""
+    validation = report("best_pilot/round3/validation")
+    conditions = validation["conditions"]
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    section = page[page.index("## Round 3: validation"):page.index("## Round 3: flown afterwards")]
+    rows = table(section, "| run | " + " | ".join(conditions) + " |")
+    wins = {}
+    for recipe in ("c3", "c5"):
+        wins[recipe] = sum(validation["summary"][f"{recipe}_seed{seed}"][c]["successes"]
+                           for seed in range(5) for c in conditions)
+    assert (wins["c5"], wins["c3"]) == (1292, 1285)
+    assert [row[0].split(" ")[0].strip("*") for row in rows] == [f"c5_seed{s}" for s in range(5)]
+    for row in rows:
+        stats = validation["summary"][row[0].split(" ")[0].strip("*")]
+        successes = sum(stats[c]["successes"] for c in conditions)
+        expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
+        expected.append(f"{100 * successes / (20 * len(conditions)):.1f}% ({successes}/{20 * len(conditions)})")
+        assert row[1:] == expected, row[0]
