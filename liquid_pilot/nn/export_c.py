@@ -438,15 +438,15 @@ static void frame_statistics(const uint8_t *image)
 
     def _emit_normalisation(self) -> str:
         mean, std = _np(self.pilot.image_mean), _np(self.pilot.image_std)
-        levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
-        table = np.stack([(levels - mean[c]) / std[c] for c in range(3)]).astype(np.float32)
         c0 = self.convs[0]
         width, pad = c0.width_in, c0.padding
         stats = (f"mean {', '.join(f'{v:.4f}' for v in mean)}, std {', '.join(f'{v:.4f}' for v in std)}, from "
                  "training")
         if self.cfg.frame_norm:
             table_code = self._emit_frame_statistics(mean, std, stats)
-        else:
+        else:  # a fixed table: the training set's statistics
+            levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+            table = np.stack([(levels - mean[c]) / std[c] for c in range(3)]).astype(np.float32)
             table_code = _array("pixel_value", table, f"pixel_value[c][u] = (u / 255 - mean[c]) / std[c]: a byte of "
                                                       f"colour c as the CNN sees it ({stats})", per_line=8)
         return "/* ---- 1. Image normalisation ---- */\n" + table_code + f"""
