@@ -48,6 +48,20 @@ def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Pat
     assert provenance["config"]["pilot"]["camera_fov_deg"] is None  # what was asked, not what was found
 
 
+def test_a_frame_normalised_training_reads_no_frame_for_image_statistics(
+        bags: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """frame_norm standardises each frame by its own statistics: the data set's are not read, the IMU's are."""
+    def unwanted(flights: list) -> None:
+        raise AssertionError("the image statistics were read for a frame-normalised pilot")
+    monkeypatch.setattr("liquid_pilot.data.dataset._image_statistics", unwanted)
+    _train(bags, tmp_path / "p.pt", epochs=1, pilot={"frame_norm": True})
+    pilot = load_pilot(tmp_path / "p.pt")
+    assert torch.equal(pilot.image_mean, torch.zeros(3)) and torch.equal(pilot.image_std, torch.ones(3))
+    assert not torch.allclose(pilot.imu_std, torch.ones(6))  # the IMU's statistics came from the data
+    with pytest.raises(AssertionError, match="image statistics"):  # and a pilot without it still reads them
+        _train(bags, tmp_path / "q.pt", epochs=1)
+
+
 def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_path: Path) -> None:
     _train(bags, tmp_path / "straight" / "p.pt", epochs=3)
     _train(bags, tmp_path / "resumed" / "p.pt", epochs=2)  # as if cut after two epochs

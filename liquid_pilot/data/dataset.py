@@ -123,12 +123,20 @@ def _stretch(flight: Flight, start: int, end: int) -> Flight:
                                imu=flight.imu[start:end], dt=dt, segments=flight.segments[start:end])
 
 
-def normalisation(flights: list[Flight]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def normalisation(flights: list[Flight], images: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel image mean/std in [0, 1] units and per-field IMU mean/std of the flights.
 
     The image statistics come from every 4th frame, or, past ``NORMALISATION_FRAMES`` of those,
-    from that many spread evenly; read without holding the frames.
+    from that many spread evenly; read without holding the frames. ``images=False`` (a pilot that
+    standardises each frame by its own statistics) reads no frame and gives the identity, 0 and 1.
     """
+    mean, std = _image_statistics(flights) if images else (np.zeros(3), np.ones(3))
+    imu = np.concatenate([f.imu for f in flights]).astype(np.float64)
+    return mean, std, imu.mean(0), imu.std(0)
+
+
+def _image_statistics(flights: list[Flight]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of the flights' frames in [0, 1] units (see ``normalisation``)."""
     total = sum(len(f.images) for f in flights)
     step = max(4, -(-total // NORMALISATION_FRAMES))
     sums, squares, count = np.zeros(3), np.zeros(3), 0
@@ -140,8 +148,7 @@ def normalisation(flights: list[Flight]) -> tuple[np.ndarray, np.ndarray, np.nda
             squares += (pixels * pixels).sum(0)
             count += len(pixels)
     mean = sums / count
-    imu = np.concatenate([f.imu for f in flights]).astype(np.float64)
-    return mean, np.sqrt(np.maximum(squares / count - mean * mean, 0.0)), imu.mean(0), imu.std(0)
+    return mean, np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
 
 
 class SequenceDataset(Dataset):

@@ -403,7 +403,8 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
     if parent is not None:  # its weights and its normalisation: the CNN's features depend on it
         pilot.load_state_dict(parent["pilot"].state_dict())
     else:
-        stats = normalisation(train_set.flights) if runtime.main else None  # reads frames: once, then shared
+        # reads frames (none for a frame-normalised pilot): once, then shared
+        stats = normalisation(train_set.flights, images=not cfg.frame_norm) if runtime.main else None
         pilot.set_normalisation(*map(torch.as_tensor, distributed.from_main(stats, runtime)))
     frozen = {"cnn": pilot.encoder, "head": pilot.head}
     for part in config.freeze:
