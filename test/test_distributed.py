@@ -28,7 +28,9 @@ from liquid_pilot.train import distributed
 from liquid_pilot.train.distributed import Runtime, autocast_dtype, resolve_device
 from liquid_pilot.train.trainer import load_train_config, train, train_flights
 
-FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1, "epochs": 4}
+# 12 epochs of ~0.2 s: the killed run's kill lands after its first epoch is saved and ~2 s before its last (with 4,
+# ~0.5 s: a test process held up that long under load found the run finished, a flaky failure)
+FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1, "epochs": 12}
 TINY = PilotConfig(units=8, features=8, image_height=32, image_width=32)
 NO_GPU = not torch.cuda.is_available()
 NO_RAY = importlib.util.find_spec("ray") is None
