@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from liquid_pilot.nn.policy import Pilot
+    from liquid_pilot.train.trainer import TrainConfig
 
 # Libraries the onboard install (`pip install liquid_pilot`, flight only) leaves out -> the extra that brings them.
 EXTRAS = {"torch": "train", "onnx": "train", "tqdm": "train", "pybullet": "sim", "gymnasium": "sim",
@@ -354,10 +355,27 @@ def _bag_reindex(args: argparse.Namespace) -> None:
 
 def _train_process(args: argparse.Namespace) -> dict:
     """Train in this process: the only one, each of torchrun's, or each Ray Train worker."""
-    from liquid_pilot.train.trainer import load_train_config, train
+    from liquid_pilot.train.trainer import train
 
-    config = load_train_config(args.config, _train_overrides(args), topics=_reading_options(args))
-    return train(config, args.data, args.out, resume=args.resume, skip_bad=args.skip_bad, cache_dir=args.cache_dir)
+    settings = f"{_recipe()} (the shipped pilot's recipe; --config for another)" \
+        if args.config is None and args.init is None else None
+    return train(_train_config(args), args.data, args.out, resume=args.resume, skip_bad=args.skip_bad,
+                 cache_dir=args.cache_dir, settings=settings)
+
+
+def _recipe() -> Path:
+    """The shipped pilot's training recipe: what `liquid-pilot train` trains without --config."""
+    from liquid_pilot.paths import data_dir
+
+    return data_dir("config") / "train.yaml"
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The command's training settings: --config, else (from scratch) the shipped recipe; the options over them."""
+    from liquid_pilot.train.trainer import load_train_config
+
+    recipe = _recipe() if args.config is None and args.init is None else None
+    return load_train_config(args.config, _train_overrides(args), topics=_reading_options(args), defaults=recipe)
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
@@ -391,7 +409,6 @@ def _train(args: argparse.Namespace) -> None:
 def _train_on_ray(args: argparse.Namespace) -> None:
     """Run the same training with its processes started as Ray Train workers (liquid_pilot.train.ray_launch)."""
     from liquid_pilot.train import ray_launch
-    from liquid_pilot.train.trainer import load_train_config
 
     args.processes = 1 if args.processes is None else args.processes
     try:
@@ -400,7 +417,7 @@ def _train_on_ray(args: argparse.Namespace) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":  # started under torchrun after all: its first process says so
             raise SystemExit(2) from None
         raise
-    config = load_train_config(args.config, _train_overrides(args), topics=_reading_options(args))
+    config = _train_config(args)
     try:
         summary = ray_launch.train(_train_process, args, config)
     except KeyboardInterrupt:
@@ -579,7 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bags", nargs="+", help="rosbag2 bag folders")
     p.set_defaults(run=_bag_reindex)
     p = sub.add_parser("train", help="train a pilot from bags by imitation")
-    p.add_argument("--config", default=None, help="training YAML (e.g. config/train.yaml); defaults otherwise")
+    p.add_argument("--config", default=None, help="training YAML (default: the shipped pilot's recipe, "
+                   "config/train.yaml; with --init, the parent's architecture and the settings' defaults)")
     p.add_argument("--data", nargs="+", required=True, help="bags, or folders of bags")
     p.add_argument("--out", required=True, help="checkpoint to write (the best epoch is kept)")
     p.add_argument("--epochs", type=int, help="override the config's number of epochs")

@@ -1,5 +1,6 @@
 """Training from bags: it learns, keeps the best checkpoint, logs, resumes exactly; replay."""
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from liquid_pilot.harness.collect import collect
 from liquid_pilot.data.reader import Flight
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
 from liquid_pilot.nn.policy import PilotConfig
+from liquid_pilot.paths import data_dir
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import replay
 from liquid_pilot.train.trainer import TrainConfig, _with_camera_fov, load_train_config, train, training_fov
@@ -128,6 +130,21 @@ def test_train_command_bad_input(bags: Path, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     result = cli("train", "--threads", "0", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
     assert result.returncode == 2 and "threads must be >= 1, got 0" in result.stderr
+
+
+def test_train_without_a_config_trains_the_shipped_pilots_recipe(tmp_path: Path) -> None:
+    """`liquid-pilot train --data ... --out ...` gives the recipe of models/cfc_ncp.pt, not the settings' defaults."""
+    bags = tmp_path / "bags"  # flights long enough for the recipe's 64-frame windows
+    collect(load_scenario("forest_summer").with_overrides({"task.hold_s": 5.0}), 3, bags, seed=31)
+    result = cli("train", "--epochs", "1", "--threads", "1", "--data", str(bags), "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 0, result.stderr
+    shipped = data_dir("config") / "train.yaml"
+    assert f"training config: {shipped} (the shipped pilot's recipe" in result.stderr
+    recipe = load_train_config(shipped)
+    trained = read_checkpoint(tmp_path / "p.pt")["provenance"]["config"]
+    assert trained["pilot"] == {**dataclasses.asdict(recipe.pilot), "camera_fov_deg": None}
+    assert recipe.pilot != PilotConfig() and not trained["pilot"]["use_imu"] and trained["pilot"]["frame_norm"]
+    assert trained["seed"] == recipe.seed and trained["augment"] == dataclasses.asdict(recipe.augment)
 
 
 def test_train_command_overrides_the_seed(bags: Path, tmp_path: Path) -> None:

@@ -156,18 +156,21 @@ def check_parent(cfg: PilotConfig, parent: PilotConfig, path: str | Path, given:
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
-                      topics: dict[str, Any] | None = None) -> TrainConfig:
+                      topics: dict[str, Any] | None = None, defaults: str | Path | None = None) -> TrainConfig:
     """Read a YAML training config; unknown keys are errors that list the allowed ones.
 
     ``topics``: reading settings given on the command line (``--image-topic`` ...; None: not
     given). They win over the file's ``topics:``; topics that neither names are chosen by type
-    (``auto``), as a user who names none expects.
+    (``auto``), as a user who names none expects. ``defaults``: without ``path``, a YAML config
+    whose settings stand in for the dataclasses' defaults (the shipped pilot's recipe); errors
+    are then the command line's, as without a file.
     """
     data: dict[str, Any] = {}
-    if path is not None:
-        data = read_yaml(path) or {}
+    source = path if path is not None else defaults
+    if source is not None:
+        data = read_yaml(source) or {}
         if not isinstance(data, dict):
-            raise SettingsError(f"{path}: a training config is a mapping of settings, got {data!r}")
+            raise SettingsError(f"{source}: a training config is a mapping of settings, got {data!r}")
     data.update(overrides or {})
     if data.get("init"):  # fine-tuning: the parent's architecture, checked against the pilot settings given
         given = data.get("pilot") or {}
@@ -334,16 +337,19 @@ def check_batch(config: TrainConfig, runtime: Runtime) -> None:
 
 
 def train(config: TrainConfig, data: list[str | Path], out: str | Path, resume: bool = False,
-          skip_bad: bool = False, cache_dir: Path | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+          skip_bad: bool = False, cache_dir: Path | None = None, log: Any = sys.stderr,
+          settings: str | None = None) -> dict[str, Any]:
     """Train from bags and keep the best checkpoint at ``out``; returns a summary of the run.
 
     Under torchrun, every process calls this: each machine's first process decodes the bags
-    into the cache, the others open it after.
+    into the cache, the others open it after. ``settings``: where the config came from, said first.
     """
     runtime = distributed.start(config.device, config.precision)
     try:
         check_batch(config, runtime)
         log = log if runtime.main else io.StringIO()
+        if settings:
+            print(f"training config: {settings}", file=log)
         cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         cfg = config.pilot
         topics = config.topics if cfg.use_imu else dataclasses.replace(config.topics, imu=None)
