@@ -364,14 +364,14 @@ def _train_process(args: argparse.Namespace) -> dict:
 
 
 def _recipe() -> Path:
-    """The shipped pilot's training recipe: what `liquid-pilot train` trains without --config."""
+    """Return the shipped pilot's training recipe: what `liquid-pilot train` trains without --config."""
     from liquid_pilot.paths import data_dir
 
     return data_dir("config") / "train.yaml"
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """The command's training settings: --config, else (from scratch) the shipped recipe; the options over them."""
+    """Return the training settings: --config, else (from scratch) the shipped recipe; the options over them."""
     from liquid_pilot.train.trainer import load_train_config
 
     recipe = _recipe() if args.config is None and args.init is None else None
