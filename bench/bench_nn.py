@@ -22,11 +22,12 @@ from ncps.wirings import AutoNCP
 
 from liquid_pilot.nn.cells import LTC, WiredCfC
 from liquid_pilot.flight.runtime import OnnxPilot
+from liquid_pilot.models import default_model
 from liquid_pilot.nn.export import example_inputs, export_onnx, export_torchscript
-from liquid_pilot.nn.policy import Pilot
+from liquid_pilot.nn.checkpoint import load_pilot
 from liquid_pilot.nn.wiring import auto_ncp
 
-SENSORY = 38  # 32 CNN features + 6 IMU values, as in the default pilot
+SENSORY = 32  # the shipped pilot's head input: 32 CNN features (camera only; a camera+IMU pilot's is 38)
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 50, batch: int = 20) -> float:
@@ -105,7 +106,8 @@ def head_steps(repeats: int) -> None:
 
 
 def pilot_steps(repeats: int) -> None:
-    pilot = Pilot().eval()
+    """The shipped pilot's whole step (models/cfc_ncp.pt: camera only, each frame standardised)."""
+    pilot = load_pilot(default_model()).eval()
     emit("pilot_parameters", pilot.parameter_counts()["total"], "params", target="<= 25000")
     image, imu, state, dt = example_inputs(pilot)
     image = torch.randint(0, 256, image.shape, dtype=torch.uint8)
