@@ -357,25 +357,25 @@ def _train_process(args: argparse.Namespace) -> dict:
     """Train in this process: the only one, each of torchrun's, or each Ray Train worker."""
     from liquid_pilot.train.trainer import train
 
-    settings = f"{_recipe()} (the shipped pilot's recipe; --config for another)" \
-        if args.config is None and args.init is None else None
+    recipe = _recipe(args)
+    settings = f"{recipe} (the shipped pilot's recipe; --config for another)" if recipe else None
     return train(_train_config(args), args.data, args.out, resume=args.resume, skip_bad=args.skip_bad,
                  cache_dir=args.cache_dir, settings=settings)
 
 
-def _recipe() -> Path:
-    """Return the shipped pilot's training recipe: what `liquid-pilot train` trains without --config."""
+def _recipe(args: argparse.Namespace) -> Path | None:
+    """Return the shipped pilot's recipe when the command trains from scratch without --config, else None."""
     from liquid_pilot.paths import data_dir
 
-    return data_dir("config") / "train.yaml"
+    return data_dir("config") / "train.yaml" if args.config is None and args.init is None else None
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """Return the training settings: --config, else (from scratch) the shipped recipe; the options over them."""
     from liquid_pilot.train.trainer import load_train_config
 
-    recipe = _recipe() if args.config is None and args.init is None else None
-    return load_train_config(args.config, _train_overrides(args), topics=_reading_options(args), defaults=recipe)
+    return load_train_config(args.config, _train_overrides(args), topics=_reading_options(args),
+                             defaults=_recipe(args))
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
