@@ -73,8 +73,10 @@ __guard() {
     esac
 }
 command_not_found_handle() {
-    printf '%s\037' "${BASH_LINENO[0]}" "$@" >> "$__DOCS_LOG"
-    printf '\036' >> "$__DOCS_LOG"
+    # One write per record: both sides of a pipeline run at once and append to the same log.
+    local __record
+    printf -v __record '%s\037' "${BASH_LINENO[0]}" "$@"
+    printf '%s\036' "$__record" >> "$__DOCS_LOG"
     return 0
 }
 trap __guard DEBUG
@@ -318,6 +320,15 @@ def check_command(argv: list[str]) -> None:
         check_node_parameters(console_scripts()[name].partition(":")[0], argv[1:])
     elif name == "make":
         check_make(argv)
+
+
+def test_both_sides_of_a_pipeline_are_recorded_whole(tmp_path: Path) -> None:
+    # Both sides of a pipeline run at once and append to one log: twenty pipelines, each a race between the two.
+    block = ('for band in {1..20}; do\n  for seed in 1 2; do\n    liquid-pilot sim --seed $seed\n'
+             '  done | grep -c x\ndone')
+    recorded = commands(block, tmp_path)
+    assert sorted(recorded) == sorted([(3, ["liquid-pilot", "sim", "--seed", "1"]),
+                                       (3, ["liquid-pilot", "sim", "--seed", "2"]), (4, ["grep", "-c", "x"])] * 20)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
