@@ -149,3 +149,11 @@ def test_scenario_files_are_checked_too(tmp_path: Path) -> None:
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+def test_the_far_validation_condition_is_held_out_from_the_hard_tiers_far_chair() -> None:
+    far, hard = load_scenario("far_spring"), load_scenario("hard_far")
+    assert "far_spring" in list_validation() and "far_long" in list_training()
+    assert far.scene.season in ("spring", "dry") and hard.scene.season not in ("spring", "dry")
+    assert far.task.start_distance[0] >= 10.0  # as far as the chair that the hard tier's pilots fail to find
+    assert far.scene.radius > far.task.start_distance[1]  # the start fits in the scene
