@@ -138,6 +138,21 @@ def autopilot(request, tmp_path_factory):
             early.close()
 
 
+@pytest.fixture(autouse=True)
+def _early_bridge_only_for_its_test(request) -> None:
+    """Close the bridge started before ArduPilot unless this is the test it is for.
+
+    It holds SERIAL0 (tcp:5760), which ArduPilot's SITL gives to one client at a time: when its test is deselected
+    (``-k``), every later bridge on that port would be refused.
+    """
+    if "autopilot" in request.fixturenames and request.function is not \
+            test_the_bridge_waits_for_the_autopilot_then_publishes_its_telemetry:
+        autopilot = request.getfixturevalue("autopilot")
+        if autopilot.early is not None:
+            autopilot.early.close()
+            autopilot.early = None
+
+
 def test_the_bridge_waits_for_the_autopilot_then_publishes_its_telemetry(autopilot: Autopilot) -> None:
     bridge = autopilot.early or Bridge(autopilot.sitl.bridge_address, autopilot.sitl.flavour)
     autopilot.early = None
