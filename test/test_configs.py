@@ -77,14 +77,20 @@ def test_round_twos_candidate_differs_from_c3_where_it_says() -> None:
 
 
 def test_the_default_is_c3_with_each_frame_standardised() -> None:
-    # Round 3 chose C5: C3 with frame_norm, nothing else; seed: its shipped run's (the best of five on validation)
+    # Round 3 chose C5: C3 with frame_norm, nothing else; round 4's C6 is C5's config on more data (collect.sh's
+    # far_dagger/); seed: the shipped run's (round 4's best of five on validation)
     changed = {k: v for k, v in config("train.yaml").items() if config("train_cfc_ncp_c3.yaml")[k] != v}
-    assert changed == {"pilot.frame_norm": True, "seed": 4}
+    assert changed == {"pilot.frame_norm": True, "seed": 1}
 
 
-def test_collect_trains_its_dagger_pilots_with_c3_the_recipe_its_data_were_collected_with() -> None:
+def test_collect_trains_each_driver_with_the_recipe_its_data_were_collected_with() -> None:
+    # The two DAgger rounds' pilots are C3's (round 1); the far round's driver is C5's run with seed 0 (round 4),
+    # the config now named config/train.yaml (C6 changed the data, not the config), on the four folders before it.
     script = (ROOT / "config" / "collect.sh").read_text()
-    assert "liquid-pilot train --config config/train_cfc_ncp_c3.yaml" in script and "config/train.yaml" not in script
+    rounds, far = script.split("if [ \"$rounds\" -ge 2 ]; then")
+    assert "liquid-pilot train --config config/train_cfc_ncp_c3.yaml" in rounds and "config/train.yaml" not in rounds
+    assert "liquid-pilot train --config config/train.yaml --data \"${data[@]}\"" in far and "--seed 0" in far
+    assert "--scenario far_long --episodes 100 --seed 40000" in far and "--search left" in far
 
 
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:

@@ -89,6 +89,10 @@ ROUND3_HEADER = "| recipe (round 3) | runs | easy tier: each run | easy tier: ov
 ROUND3 = ["c5", "c3", "lstm_fn", "ff_fn", "ltc_ncp_fn", "cfc_fn", "gru_fn"]
 
 
+ROUND4_HEADER = "| recipe (round 4) | runs | easy tier: each run | easy tier: over runs |"
+ROUND4 = ["c6", "c5"]  # the fourth round: C6 (the default) beside C5, five runs each
+
+
 def check_round_table(tiers: str, header: str, order: list[str]) -> None:
     """Each row: a recipe's runs (each run's mean, then over runs), or its one run (the seed-2 model) alone."""
     reports = {t: report(f"best_pilot/{tiers}/{t}") for t in ("easy", "hard", "search")}
@@ -114,6 +118,35 @@ def test_the_best_pilot_round_two_table_is_its_reports() -> None:
 
 def test_the_best_pilot_round_three_table_is_its_reports() -> None:
     check_round_table("round3/tiers", ROUND3_HEADER, ROUND3)
+
+
+def test_the_best_pilot_round_four_table_is_its_reports() -> None:
+    check_round_table("round4/tiers", ROUND4_HEADER, ROUND4)
+
+
+def test_the_round_four_choice_is_its_validation_report() -> None:
+    """Every run's row is its report (C6's runs, then C5's); the rule's sums (1314 against 1294) are the reports'."""
+    validation = report("best_pilot/round4/validation")
+    conditions = validation["conditions"]
+    assert "far_spring" in conditions and len(conditions) == 14  # round 4 widened the validation set by one
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    section = page[page.index("## Round 4: validation"):page.index("## Round 4: flown afterwards")]
+    rows = table(section, "| run | " + " | ".join(conditions) + " |")
+    wins = {recipe: sum(validation["summary"][f"{recipe}_seed{seed}"][c]["successes"]
+                        for seed in range(5) for c in conditions) for recipe in ("c5", "c6")}
+    assert (wins["c6"], wins["c5"]) == (1314, 1294)
+    runs = [row[0].split(" ")[0].strip("*") for row in rows]
+    assert runs == [f"c6_seed{s}" for s in range(5)] + [f"c5_seed{s}" for s in range(5)]
+    for run, row in zip(runs, rows):
+        stats = validation["summary"][run]
+        successes = sum(stats[c]["successes"] for c in conditions)
+        expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
+        expected.append(f"{100 * successes / (20 * len(conditions)):.1f}% ({successes}/{20 * len(conditions)})")
+        assert row[1:] == expected, run
+    # The shipped run is the best on validation, ties to the lower seed.
+    score = {s: sum(validation["summary"][f"c6_seed{s}"][c]["successes"] for c in conditions) for s in range(5)}
+    best = max(range(5), key=lambda s: (score[s], -s))
+    assert best == 1 and "**c6_seed1** (shipped)" in section
 
 
 def test_the_round_three_choice_is_its_validation_report() -> None:
