@@ -6,6 +6,7 @@ the table of every recipe over three training runs; the README's headline table 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +169,17 @@ def test_the_round_three_choice_is_its_validation_report() -> None:
         expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
         expected.append(f"{100 * successes / (20 * len(conditions)):.1f}% ({successes}/{20 * len(conditions)})")
         assert row[1:] == expected, row[0]
+
+
+def test_the_far_label_tabulation_replays_a_far_flight() -> None:
+    """docs/results/best_pilot/far_labels.py (round 4's label statistics) runs, and splits every frame it flies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("far_labels", ROOT / "docs/results/best_pilot/far_labels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    split = module.labels(str(ROOT / "models" / "cfc_ncp.pt"), 1)
+    assert set(split) <= {"in view", "out of view"} and sum(len(rows) for rows in split.values()) > 16
+    assert all(rows.shape[1] == 4 and np.all(np.abs(rows[:, 3]) <= 1.0 + 1e-9) for rows in split.values())
+    # The expert flies at the chair it sees: forward on average when it is in view.
+    assert split["in view"][:, 0].mean() > 0.3
