@@ -125,50 +125,45 @@ def test_the_best_pilot_round_four_table_is_its_reports() -> None:
     check_round_table("round4/tiers", ROUND4_HEADER, ROUND4)
 
 
+def successes(validation: dict, run: str) -> int:
+    """A run's successes over every condition of a validation report."""
+    return sum(validation["summary"][run][c]["successes"] for c in validation["conditions"])
+
+
+def check_validation_table(round_: int, runs: list[str]) -> tuple[dict, str]:
+    """The round's validation table lists ``runs`` in order, each row its report's figures; (report, section)."""
+    validation = report(f"best_pilot/round{round_}/validation")
+    conditions = validation["conditions"]
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    section = page[page.index(f"## Round {round_}: validation"):page.index(f"## Round {round_}: flown afterwards")]
+    rows = table(section, "| run | " + " | ".join(conditions) + " |")
+    assert [row[0].split(" ")[0].strip("*") for row in rows] == runs
+    for run, row in zip(runs, rows):
+        stats, won = validation["summary"][run], successes(validation, run)
+        expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
+        expected.append(f"{100 * won / (20 * len(conditions)):.1f}% ({won}/{20 * len(conditions)})")
+        assert row[1:] == expected, run
+    return validation, section
+
+
 def test_the_round_four_choice_is_its_validation_report() -> None:
     """Every run's row is its report (C6's runs, then C5's); the rule's sums (1314 against 1294) are the reports'."""
-    validation = report("best_pilot/round4/validation")
+    validation, section = check_validation_table(4, [f"c6_seed{s}" for s in range(5)] +
+                                                 [f"c5_seed{s}" for s in range(5)])
     conditions = validation["conditions"]
     assert "far_spring" in conditions and len(conditions) == 14  # round 4 widened the validation set by one
-    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
-    section = page[page.index("## Round 4: validation"):page.index("## Round 4: flown afterwards")]
-    rows = table(section, "| run | " + " | ".join(conditions) + " |")
-    wins = {recipe: sum(validation["summary"][f"{recipe}_seed{seed}"][c]["successes"]
-                        for seed in range(5) for c in conditions) for recipe in ("c5", "c6")}
+    wins = {recipe: sum(successes(validation, f"{recipe}_seed{seed}") for seed in range(5)) for recipe in ("c5", "c6")}
     assert (wins["c6"], wins["c5"]) == (1314, 1294)
-    runs = [row[0].split(" ")[0].strip("*") for row in rows]
-    assert runs == [f"c6_seed{s}" for s in range(5)] + [f"c5_seed{s}" for s in range(5)]
-    for run, row in zip(runs, rows):
-        stats = validation["summary"][run]
-        successes = sum(stats[c]["successes"] for c in conditions)
-        expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
-        expected.append(f"{100 * successes / (20 * len(conditions)):.1f}% ({successes}/{20 * len(conditions)})")
-        assert row[1:] == expected, run
     # The shipped run is the best on validation, ties to the lower seed.
-    score = {s: sum(validation["summary"][f"c6_seed{s}"][c]["successes"] for c in conditions) for s in range(5)}
-    best = max(range(5), key=lambda s: (score[s], -s))
+    best = max(range(5), key=lambda s: (successes(validation, f"c6_seed{s}"), -s))
     assert best == 1 and "**c6_seed1** (shipped)" in section
 
 
 def test_the_round_three_choice_is_its_validation_report() -> None:
     """Each C5 run's row is its validation report, and the rule's sums (C5 1292 against C3's 1285) are the reports'."""
-    validation = report("best_pilot/round3/validation")
-    conditions = validation["conditions"]
-    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
-    section = page[page.index("## Round 3: validation"):page.index("## Round 3: flown afterwards")]
-    rows = table(section, "| run | " + " | ".join(conditions) + " |")
-    wins = {}
-    for recipe in ("c3", "c5"):
-        wins[recipe] = sum(validation["summary"][f"{recipe}_seed{seed}"][c]["successes"]
-                           for seed in range(5) for c in conditions)
+    validation, _ = check_validation_table(3, [f"c5_seed{s}" for s in range(5)])
+    wins = {recipe: sum(successes(validation, f"{recipe}_seed{seed}") for seed in range(5)) for recipe in ("c3", "c5")}
     assert (wins["c5"], wins["c3"]) == (1292, 1285)
-    assert [row[0].split(" ")[0].strip("*") for row in rows] == [f"c5_seed{s}" for s in range(5)]
-    for row in rows:
-        stats = validation["summary"][row[0].split(" ")[0].strip("*")]
-        successes = sum(stats[c]["successes"] for c in conditions)
-        expected = [f"{100 * stats[c]['success_rate']:.0f}" for c in conditions]
-        expected.append(f"{100 * successes / (20 * len(conditions)):.1f}% ({successes}/{20 * len(conditions)})")
-        assert row[1:] == expected, row[0]
 
 
 def test_the_far_label_tabulation_replays_a_far_flight() -> None:
