@@ -93,6 +93,25 @@ class Rig:
     def sent_since(self, count: int) -> list[tuple]:
         return [c for c, _ in self.backend.sent[count:]]
 
+    def travel(self, to: tuple, speed: float = 2.0) -> int:
+        """Fly the vehicle in a straight line to ``to`` at ``speed`` m/s, one step a period, its velocity estimate
+        agreeing (a jump it did not fly is an estimator reset), until it is there or the bridge stops flying the
+        pilot (the pilot's commands may go stale meanwhile). Return how many setpoints had been sent before the last
+        tick."""
+        n = len(self.backend.sent)
+        while True:
+            here = np.array(self.backend.t.position)
+            gap = np.array(to, dtype=float) - here
+            distance = float(np.linalg.norm(gap))
+            if distance < 1e-9 or self.state not in ("flying", "stale"):
+                self.backend.t.velocity = (0.0, 0.0, 0.0)
+                return n
+            step = gap if distance <= speed * PERIOD else gap / distance * speed * PERIOD
+            self.backend.t.position = tuple(here + step)
+            self.backend.t.velocity = tuple(gap / distance * speed)
+            n = len(self.backend.sent)
+            self.tick()
+
     def fly(self) -> None:
         """From the start to flying, the operator having armed and taken off (the default flow)."""
         self.tick()
@@ -265,9 +284,15 @@ def test_a_geofence_breach_hovers_or_lands_within_one_period(where: str, value: 
     r.fly()
     r.sup.command((1.0, 0.0, 0.0, 0.0))
     r.tick()
-    setattr(r.backend.t, where, value)
-    n = len(r.backend.sent)
-    r.tick()
+    if where == "position":  # flown there at 2 m/s: the tick that crosses the fence breaches it
+        n = r.travel(value)
+        p = r.backend.t.position
+        crossed = math.hypot(p[0] - 1.0, p[1] - 2.0) - 10.0 if "control" in what else p[2] - 5.0
+        assert 0.0 < crossed <= 2.0 * PERIOD + 1e-9
+    else:
+        setattr(r.backend.t, where, value)
+        n = len(r.backend.sent)
+        r.tick()
     assert r.pilot == [True, False]
     assert "geofence" in r.sup.reason and what in r.sup.reason
     assert any(level == "warn" and "geofence" in m for level, m in r.logs)
@@ -535,11 +560,70 @@ def test_config_mistakes_name_the_value(field: str, value: object, message: str)
 def test_status_reports_the_vehicle() -> None:
     r = Rig()
     r.fly()
-    r.backend.t.position = (3.0, 4.0, 2.0)
+    r.travel((3.0, 4.0, 2.0))
     r.backend.t.velocity = (0.3, 0.4, 0.0)
+    r.sup.command(HOVER)  # the pilot's commands went stale on the way
     r.tick()
     s = r.sup.status()
     assert s["state"] == "flying" and s["pilot_enabled"] and s["link"] and s["mode"] == "OFFBOARD"
     # Distance from the take-over point (1, 2), height above the ground the vehicle stood on (0).
     assert s["distance"] == 2.828 and s["height"] == 2.0 and s["speed"] == 0.5 and s["setpoints"] > 20
     assert s["fence_margin"] == 7.172 and s["ground"] == 0.0 and s["takeover"] == [1.0, 2.0, 1.0]
+
+
+def test_an_estimator_reset_moves_the_fence_with_the_frame_so_it_stays_on_the_field() -> None:
+    # PX4 before it fuses GPS: its estimate wanders 24 m while the vehicle stands still, then snaps back to its
+    # origin in one sample (docs/autopilot.md). The take-over point recorded in the wandered frame moves with it.
+    r = Rig(fence_radius=10.0, auto_takeoff=True, takeoff_height=1.0)
+    r.backend.t.position, r.backend.t.velocity = (24.6, -2.4, 0.0), (0.3, 0.0, 0.0)
+    r.tick()
+    assert r.state == "prime" and r.sup.takeover == (24.6, -2.4, 0.0)
+    r.backend.t.position = (0.1, 0.0, 0.0)
+    r.tick()
+    assert r.sup.resets == 1 and r.sup.status()["resets"] == 1
+    # The step less what 0.3 m/s explains over the period: the take-over point is where the vehicle stands.
+    assert np.allclose(r.sup.takeover, (0.1 - 0.3 * PERIOD, 0.0, 0.0))
+    assert r.sup.status()["distance"] == pytest.approx(0.3 * PERIOD, abs=1e-3)
+    assert [m for level, m in r.logs if "jumped" in m] == [
+        "the position estimate jumped 24.63 m in 50 ms (-24.52, +2.40, +0.00 m, ENU): the estimator reset its "
+        "position (reset 1); the take-over point, the ground and the hover point move with it"]
+    # In the air, the hover's point and the ground move too: the vehicle holds where it was, 1 m up.
+    r.run_for(1.0)
+    r.backend.t.in_control, r.backend.t.mode = True, "OFFBOARD"
+    r.tick()
+    r.backend.t.armed, r.backend.t.velocity = True, (0.0, 0.0, 0.0)
+    r.backend.pending.append(Event("arm", True))
+    r.backend.at_height(1.0)
+    r.run_for(0.5)
+    assert r.state == "flying"
+    assert r.sup.hold()[0]
+    (x, y, z), _ = r.sup.hold_point
+    r.backend.t.position = (x + 5.0, y, z - 3.0)
+    r.tick()
+    (x2, y2, z2), _ = r.sup.hold_point
+    assert (x2 - x, z2 - z) == pytest.approx((5.0, -3.0)) and r.sup.status()["height"] == pytest.approx(1.0)
+    assert r.state == "hold" and "geofence" not in r.sup.reason
+
+
+@pytest.mark.parametrize("move", ["flown", "gap"])
+def test_a_vehicle_that_moves_is_no_estimator_reset(move: str) -> None:
+    # Flown at 8 m/s (0.4 m a sample, as the velocity says), or seen again after a telemetry gap longer than
+    # telemetry_timeout (where it went is unknown): the fence stays put and breaches.
+    r = Rig(fence_radius=10.0, fence_speed=20.0)
+    r.fly()
+    r.sup.command((1.0, 0.0, 0.0, 0.0))
+    if move == "flown":
+        r.travel((13.0, 2.0, 1.0), speed=8.0)
+    else:
+        r.backend.pose = False
+        r.run_for(r.sup.config.telemetry_timeout + 0.1)
+        assert r.state == "hold"
+        r.backend.pose = True
+        r.backend.t.position = (13.0, 2.0, 1.0)
+        r.tick()
+    assert r.sup.resets == 0 and r.sup.takeover == (1.0, 2.0, 1.0)
+    distance = math.hypot(r.backend.t.position[0] - 1.0, r.backend.t.position[1] - 2.0)
+    if move == "flown":  # held by the fence on the sample that crossed it
+        assert r.state == "hold" and "geofence" in r.sup.reason and 10.0 < distance <= 10.4 + 1e-9
+    else:
+        assert distance == 12.0 and r.sup.status()["distance"] == 12.0

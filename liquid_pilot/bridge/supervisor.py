@@ -37,6 +37,15 @@ landed), and the *take-over point* is where the bridge took control (recorded at
 from the take-over point. A bridge started with the vehicle already in the air has seen no ground: heights
 are then from the autopilot's origin, said once in the log.
 
+**An estimator reset moves the references with it.** The local frame itself moves when the autopilot's estimator
+resets its position: PX4 dead-reckons on its accelerometer until GPS is fused (SIH's estimate wandered 24 m in
+the 35 s before arming was allowed), then puts the vehicle back at its origin in one sample; a GPS glitch or a
+lane switch does the same in flight. A step in the position estimate more than ``RESET_JUMP_M`` away from
+what the velocity explains (within ``telemetry_timeout`` of the sample before) is such a reset: the take-over
+point, the ground and the hover's point move by the same step, so the fence stays where it was on the field
+(logged, counted in ``status``). Without this a take-over recorded before PX4 fused GPS put the fence's centre
+25 m away, and the fence held the vehicle as soon as it took off.
+
 **Hover holds a position.** Every hover (prime, hold, stale, the fence, shutdown) is a position setpoint at the
 point where it began, with the heading of that moment, on backends that can send one (MAVLink, MAVROS): a zero
 velocity drifts with the estimator's velocity error. Other backends (the Crazyflie) hover on a zero velocity.
@@ -75,6 +84,8 @@ PILOT = frozenset({FLYING, STALE})  # the pilot is enabled
 HOVERS = frozenset({PRIME, SWITCH, STALE, HOLD, SHUTDOWN})  # hover at the point where they began
 CREEP_WAIT_S = 15.0  # s after settle_s that a climb still above settle_speed is waited for (wait_airborne)
 CREEP_FACTOR = 4.0  # ... and then taken over if under this many times settle_speed
+RESET_JUMP_M = 2.0  # m: a position step this far from what the velocity explains is the estimator's reset (smaller
+# ones move the fence by less than an estimator wanders between resets)
 
 
 @dataclass
@@ -244,6 +255,8 @@ class Supervisor:
         self._touchdown_at: int | None = None
         self._shutting_down = False
         self._notes: set[str] = set()
+        self._pose: tuple[int, Vector, Vector] | None = None  # (stamp, position, velocity) of the last estimate
+        self.resets = 0  # estimator resets seen (module docstring)
         self.log("info", f"{backend.name}: waiting for the vehicle")
 
     # Requests (services, the pilot, shutdown).
@@ -334,14 +347,14 @@ class Supervisor:
                 "fence_margin": None if margin is None else round(margin, 3),
                 "ground": None if self.ground is None else round(self.ground, 3),
                 "takeover": None if self.takeover is None else [round(v, 3) for v in self.takeover],
-                "setpoints": self.setpoints, "transitions": self.transitions,
+                "setpoints": self.setpoints, "transitions": self.transitions, "resets": self.resets,
             }
 
     # The keep-alive tick.
     def tick(self) -> None:
         with self._lock:
             now = self.clock()
-            self.telemetry = self.backend.poll(now)
+            self._take(self.backend.poll(now))
             self._watch_link(now)
             self._watch_ground()
             for event in self.backend.events():
@@ -352,7 +365,32 @@ class Supervisor:
     def pump(self) -> None:
         """Read what the vehicle sent since the last call, between ticks (telemetry goes out as it arrives)."""
         with self._lock:
-            self.telemetry = self.backend.poll(self.clock())
+            self._take(self.backend.poll(self.clock()))
+
+    def _take(self, telemetry: Telemetry) -> None:
+        """Keep the backend's latest telemetry, moving the flight's references on an estimator reset."""
+        self.telemetry = t = telemetry
+        if t.position is None or t.velocity is None or t.pose_stamp is None:
+            return
+        last, self._pose = self._pose, (t.pose_stamp, tuple(t.position), tuple(t.velocity))
+        if last is None or not 0 < t.pose_stamp - last[0] <= self.config.telemetry_timeout * 1e9:
+            return  # the same estimate, or after a gap whose motion is unknown
+        dt = (t.pose_stamp - last[0]) / 1e9
+        step = tuple(p - q - v * dt for p, q, v in zip(t.position, last[1], last[2]))
+        size = math.sqrt(sum(x * x for x in step))
+        if size <= RESET_JUMP_M:
+            return
+        self.resets += 1
+        if self.takeover is not None:
+            self.takeover = tuple(a + b for a, b in zip(self.takeover, step))
+        if self.ground is not None:
+            self.ground += step[2]
+        if self.hold_point is not None:
+            self.hold_point = (tuple(a + b for a, b in zip(self.hold_point[0], step)), self.hold_point[1])
+        self._climb.clear()
+        self.log("warn", f"the position estimate jumped {size:.2f} m in {dt * 1e3:.0f} ms (" +
+                 ", ".join(f"{x:+.2f}" for x in step) + " m, ENU): the estimator reset its position (reset "
+                 f"{self.resets}); the take-over point, the ground and the hover point move with it")
 
     # State handlers: each decides its transitions and what is sent this period.
     def _wait_link(self, now: int) -> None:

@@ -229,8 +229,9 @@ class AutopilotLoop:
             r = pose.orientation
             yaw = math.atan2(2.0 * (r[3] * r[2] + r[0] * r[1]), 1.0 - 2.0 * (r[1] ** 2 + r[2] ** 2))
             self.supervisor.command((*world_to_body(tuple(velocity), yaw), 0.0))
-            if self.supervisor.state in TERMINAL:
-                raise RuntimeError(f"the bridge stopped flying: {self.supervisor.reason}")
+            if self.supervisor.state not in PILOT:  # a hold (the geofence, a lost estimate) or worse: said at once
+                raise RuntimeError(f"the bridge stopped flying back to the take-over point: {self.supervisor.state}: "
+                                   f"{self.supervisor.reason}")
             self._wait(0.05)
 
     # Helpers.

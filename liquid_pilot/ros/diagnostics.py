@@ -197,7 +197,7 @@ def bridge_report(status: dict[str, Any], battery: Any, fence: dict[str, float],
         "fence margin height (m)": margins["height"], "fence margin speed (m/s)": margins["speed"],
         "battery voltage (V)": voltage, "battery current (A)": current, "battery remaining": remaining,
         "setpoint rate (Hz)": setpoint_rate, "setpoint rate expected (Hz)": expected_rate,
-        "setpoints": status["setpoints"],
+        "setpoints": status["setpoints"], "estimator resets": status.get("resets", 0),
     }
     return Report(level, "; ".join(notes), values)
 
