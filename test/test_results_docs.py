@@ -179,3 +179,17 @@ def test_the_far_label_tabulation_replays_a_far_flight() -> None:
     assert all(rows.shape[1] == 4 and np.all(np.abs(rows[:, 3]) <= 1.0 + 1e-9) for rows in split.values())
     # The expert flies at the chair it sees: forward on average when it is in view.
     assert split["in view"][:, 0].mean() > 0.3
+
+
+def test_the_search_yaw_tabulation_keeps_the_frames_before_the_first_sighting() -> None:
+    """docs/results/best_pilot/search_yaw.py (round 4's search behaviour): round 3's feed-forward pilot still turns."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_yaw", ROOT / "docs/results/best_pilot/search_yaw.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yaw, outcomes = module.search_yaw(str(ROOT / "models" / "ff.pt"), 1)
+    # One episode per search: the chair starts behind, so the first frames are all before its sighting; C5's
+    # feed-forward pilot (models/ff.pt) turns left at 0.8-0.9 rad/s there and finds it both times.
+    assert len(yaw) > 30 and sum(outcomes.values()) == 2
+    assert yaw.mean() > 0.5 and np.mean(np.abs(yaw) < 0.2) < 0.1
