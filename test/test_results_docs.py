@@ -167,13 +167,19 @@ def test_the_round_three_choice_is_its_validation_report() -> None:
     assert (wins["c5"], wins["c3"]) == (1292, 1285)
 
 
-def test_the_far_label_tabulation_replays_a_far_flight() -> None:
-    """docs/results/best_pilot/far_labels.py (round 4's label statistics) runs, and splits every frame it flies."""
+def study_script(name: str):
+    """Import one of the study's scripts (docs/results/best_pilot/NAME.py), which are not a package."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("far_labels", ROOT / "docs/results/best_pilot/far_labels.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs/results/best_pilot" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_far_label_tabulation_replays_a_far_flight() -> None:
+    """docs/results/best_pilot/far_labels.py (round 4's label statistics) runs, and splits every frame it flies."""
+    module = study_script("far_labels")
     split = module.labels(str(ROOT / "models" / "cfc_ncp.pt"), 1)
     assert set(split) <= {"in view", "out of view"} and sum(len(rows) for rows in split.values()) > 16
     assert all(rows.shape[1] == 4 and np.all(np.abs(rows[:, 3]) <= 1.0 + 1e-9) for rows in split.values())
@@ -183,11 +189,7 @@ def test_the_far_label_tabulation_replays_a_far_flight() -> None:
 
 def test_the_search_yaw_tabulation_keeps_the_frames_before_the_first_sighting() -> None:
     """docs/results/best_pilot/search_yaw.py (round 4's search behaviour): round 3's feed-forward pilot still turns."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("search_yaw", ROOT / "docs/results/best_pilot/search_yaw.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = study_script("search_yaw")
     yaw, outcomes = module.search_yaw(str(ROOT / "models" / "ff.pt"), 1)
     # One episode per search: the chair starts behind, so the first frames are all before its sighting; C5's
     # feed-forward pilot (models/ff.pt) turns left at 0.8-0.9 rad/s there and finds it both times.
