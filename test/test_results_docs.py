@@ -92,7 +92,7 @@ ROUND3 = ["c5", "c3", "lstm_fn", "ff_fn", "ltc_ncp_fn", "cfc_fn", "gru_fn"]
 
 ROUND4_HEADER = "| recipe (round 4) | runs | easy tier: each run | easy tier: over runs |"
 # The fourth round: C6 (the default), C5, then other heads on C6's data; five runs each
-ROUND4 = ["c6", "c5", "lstm_c6", "ff_c6", "gru_c6", "cfc_c6"]
+ROUND4 = ["c6", "c5", "lstm_c6", "ff_c6", "gru_c6", "cfc_c6", "ltc_ncp_c6"]
 
 
 def check_round_table(tiers: str, header: str, order: list[str]) -> None:
