@@ -11,8 +11,8 @@
 #             20 + 20 search; seeds from N*10000) with the same perturbation, and the expert labels what it saw;
 #             the flights it fails are kept: they are the states it needs labels for
 #   far_dagger/  after the DAgger rounds (ROUNDS 2), one more in the far states (best-pilot study, round 4: C6):
-#             the default recipe's pilot trained on every folder above (the default config with seed 0, saved
-#             as OUT/far_driver.pt; the study's was the same training on one thread) flies 100 flights that
+#             the default recipe's pilot trained on every folder above (the default config with seed 0 on one
+#             thread, saved as OUT/far_driver.pt: the study's driver, runs/c5_seed0.pt) flies 100 flights that
 #             start 8-15 m from the chair (sim/training/far_long.yaml, seeds 40000-40099, --search left), and
 #             the expert labels them
 # usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone)
@@ -42,7 +42,8 @@ done
 if [ "$rounds" -ge 2 ]; then
   resume=()
   [ -f "$out/far_driver.state.pt" ] && resume=(--resume)
-  liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$out/far_driver.pt" --seed 0 "${resume[@]}"
+  liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$out/far_driver.pt" --seed 0 --threads 1 \
+      "${resume[@]}"
   liquid-pilot collect --scenario far_long --episodes 100 --seed 40000 --driver "$out/far_driver.pt" --search left \
       --out "$out/far_dagger" "${hold[@]}"
 fi

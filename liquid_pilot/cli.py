@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -215,6 +216,11 @@ def _collect(args: argparse.Namespace) -> None:
 
     scenario = _scenario(args)
     out = Path(args.out)
+    lost = args.search_after_lost
+    if lost is not None and args.search is None:
+        raise ValueError(f"--search-after-lost {lost:g} resumes the expert's search turn: give --search left or right")
+    if lost is not None and not (math.isfinite(lost) and lost > 0):
+        raise ValueError(f"--search-after-lost must be a positive number of seconds, got {lost:g}")
 
     def progress(result, kept: bool, state) -> None:  # noqa: ANN001
         print(f"seed {result.seed}: {result.reason} in {result.duration:.1f} s "
@@ -223,7 +229,7 @@ def _collect(args: argparse.Namespace) -> None:
     try:
         done = collect(scenario, args.episodes, out, args.seed, args.storage, args.perturbation,
                        args.keep_failures or args.driver is not None, progress, args.workers, args.ray, args.search,
-                       args.driver)
+                       args.driver, args.search_after_lost)
     except CollectInterrupted as cut:
         print(f"interrupted: {cut} (partial bags are removed). {len(cut.written)} finished bags in {out} are "
               f"complete; run the same command again to continue.", file=sys.stderr)
@@ -579,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", choices=["left", "right"], help="until the chair first comes into view, the expert "
                    "turns on the spot this way (labels the camera can predict; for flights that start with the chair "
                    "out of view); default: it turns the shortest way to the chair, which the camera cannot see")
+    p.add_argument("--search-after-lost", type=float, metavar="SECONDS", help="with --search: the expert also "
+                   "turns that way once the chair has been out of view this long after a sighting, until it is in "
+                   "view again (default: never; within SECONDS it turns the shortest way back to the chair)")
     p.add_argument("--driver", metavar="MODEL", help="a pilot checkpoint flies (through the flight core) and the "
                    "expert labels what it saw: closed-loop data aggregation (DAgger); every flight is written, the "
                    "failed ones too")

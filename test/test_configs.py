@@ -85,11 +85,12 @@ def test_the_default_is_c3_with_each_frame_standardised() -> None:
 
 def test_collect_trains_each_driver_with_the_recipe_its_data_were_collected_with() -> None:
     # The two DAgger rounds' pilots are C3's (round 1); the far round's driver is C5's run with seed 0 (round 4),
-    # the config now named config/train.yaml (C6 changed the data, not the config), on the four folders before it.
+    # the config now named config/train.yaml (C6 changed the data, not the config), on the four folders before it,
+    # on one thread as the study's runs/c5_seed0.pt was (so the far flights are the study's).
     script = (ROOT / "config" / "collect.sh").read_text()
     rounds, far = script.split("if [ \"$rounds\" -ge 2 ]; then")
     assert "liquid-pilot train --config config/train_cfc_ncp_c3.yaml" in rounds and "config/train.yaml" not in rounds
-    assert "liquid-pilot train --config config/train.yaml --data \"${data[@]}\"" in far and "--seed 0" in far
+    assert "liquid-pilot train --config config/train.yaml --data \"${data[@]}\"" in far and "--seed 0 --threads 1" in far
     assert "--scenario far_long --episodes 100 --seed 40000" in far and "--search left" in far
 
 

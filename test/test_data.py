@@ -404,16 +404,17 @@ def test_collect_with_a_driver_records_the_pilots_flight_with_the_experts_labels
     save_pilot(Pilot(PilotConfig(use_imu=False), seed=1), model)
     scenario = load_scenario("search_right").with_overrides({"task.timeout_s": 2.0})
     result = collect(scenario, 1, tmp_path / "bags", seed=7, perturbation=0.0, keep_failures=True, search="left",
-                     driver=model)
+                     driver=model, lost_s=1.0)
     assert len(result.written) == 1 and not result.skipped
     flight = read_flight(result.written[0], TopicConfig(imu=None))
     meta = flight.metadata
     assert meta["outcome"] == "timeout" and meta["driver"] == str(model) and meta["search"] == "left"
+    assert meta["search_after_lost_s"] == "1"
     assert meta["driver_sha256"] == read_checkpoint(model)["sha256"]
     # The same flight again: the pilot's commands flown, the expert's labels recorded.
     sim, driver = Simulator(scenario), PilotPolicy.from_file(model)
     driver.check(sim)
-    policy = ExpertPolicy(seed=7, search="left", driver=driver)
+    policy = ExpertPolicy(seed=7, search="left", driver=driver, lost_s=1.0)
     labels, flown = [], []
     fly(sim, policy, 7, on_step=lambda s, o, c: (labels.append(policy.label.copy()), flown.append(c.copy())))
     np.testing.assert_allclose(flight.commands, np.array(labels), atol=1e-6)
@@ -423,6 +424,8 @@ def test_collect_with_a_driver_records_the_pilots_flight_with_the_experts_labels
         collect(scenario, 1, tmp_path / "more", driver=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="search must be one of left, right, got 'up'"):
         collect(scenario, 1, tmp_path / "more", search="up")
+    with pytest.raises(ValueError, match=r"lost_s \(1.0\) resumes the search rule, so it needs a search direction"):
+        collect(scenario, 1, tmp_path / "more", lost_s=1.0)
 
 
 def test_collect_interrupted_keeps_finished_bags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,6 +161,41 @@ def test_the_search_rule_turns_one_way_until_the_chair_is_first_seen(search: str
         ExpertPolicy(search="up")
 
 
+def test_the_search_rule_resumes_once_the_chair_has_been_out_of_view_for_lost_s() -> None:
+    # A driver spins on the spot to the right: the chair leaves the view on the left and comes back from the
+    # right every turn. Within lost_s of the last sighting the label is the usual expert's (the shortest turn
+    # back, which memory can know); after it, the search turn (left, forward 0) until the chair is in view.
+    spin = {"task.timeout_s": 14.0}
+
+    def flown(lost_s: float | None) -> tuple[EpisodeResult, list]:
+        policy = ExpertPolicy(search="left", driver=Constant([0.0, 0.0, 0.0, -0.8]), lost_s=lost_s)
+        sim = Simulator(load_scenario("forest_summer").with_overrides(spin))
+        steps: list = []
+        result = fly(sim, policy, 2, on_step=lambda s, o, c: steps.append(
+            (s.time, policy.label.copy(), s.camera.in_view(s.state, s.monitor.target))))
+        return result, steps
+
+    lost, steps = flown(1.0)
+    usual, usual_steps = flown(None)
+    assert lost.trajectory == usual.trajectory  # the labeller changes the labels, never the flight
+    last_seen, searched, kept = -1.0, 0, 0
+    for (t, label, in_view), (_, usual_label, _) in zip(steps, usual_steps):
+        if in_view:
+            last_seen = t
+        if not in_view and t - last_seen >= 1.0:
+            assert label[0] == 0.0 and label[3] == pytest.approx(1.0)  # the search turn: left, on the spot
+            searched += 1
+        else:
+            np.testing.assert_array_equal(label, usual_label)
+            kept += not in_view
+    assert searched > 20 and kept > 5  # both parts of the rule acted
+    assert any(label[3] < -0.2 for _, label, in_view in usual_steps if not in_view)  # which the usual expert
+    with pytest.raises(ValueError, match="lost_s must be a positive number of seconds, got 0"):  # does not do
+        ExpertPolicy(search="left", lost_s=0)
+    with pytest.raises(ValueError, match="needs a search direction: give search too"):
+        ExpertPolicy(lost_s=1.0)
+
+
 def test_a_driver_flies_while_the_expert_labels() -> None:
     # DAgger: the driver's command is flown (here, turning on the spot), the label is the expert's correction.
     driver = Constant([0.0, 0.0, 0.0, 0.5])

@@ -26,7 +26,7 @@ from liquid_pilot.harness.bags import EPOCH_S, BagWriter, camera_info_msg, image
 from liquid_pilot.workers import Progress, Spread, run
 from liquid_pilot.sim.config import Scenario
 from liquid_pilot.sim.episode import EpisodeResult, ExpertPolicy, Policy, fly
-from liquid_pilot.sim.expert import SEARCH_TURNS
+from liquid_pilot.sim.expert import SEARCH_TURNS, check_lost
 from liquid_pilot.sim.quadrotor import quaternion
 from liquid_pilot.sim.world import Observation, Simulator
 
@@ -73,6 +73,7 @@ class CollectJob:
     keep_failures: bool
     search: str | None = None  # the expert's search turn while the chair has not been seen
     driver: str | None = None  # a pilot checkpoint that flies while the expert labels (DAgger)
+    lost_s: float | None = None  # the search turn also resumes once the chair has been out of view this long
 
 
 def bag_name(scenario: Scenario, seed: int) -> str:
@@ -81,18 +82,20 @@ def bag_name(scenario: Scenario, seed: int) -> str:
 
 def record_episode(sim: Simulator, seed: int, path: Path, storage: str, perturbation: float,
                    keep_failures: bool, search: str | None = None, driver: Policy | None = None,
-                   driver_name: str = "", driver_sha256: str = "") -> EpisodeResult:
+                   driver_name: str = "", driver_sha256: str = "", lost_s: float | None = None) -> EpisodeResult:
     """Fly and record one episode; the bag is kept only when the flight succeeded (or if asked).
 
     ``driver``: the policy that flies (a trained pilot: its file and weights' SHA-256 go into the bag's
-    metadata); the label is always the expert's.
+    metadata); the label is always the expert's. ``search`` and ``lost_s``: the expert's search rule.
     """
-    policy = ExpertPolicy(perturbation, seed=seed, search=search, driver=driver)
+    policy = ExpertPolicy(perturbation, seed=seed, search=search, driver=driver, lost_s=lost_s)
     scenario = sim.scenario
     metadata = {"scenario": scenario.name, "task": scenario.task.kind, "seed": seed, "perturbation": perturbation,
                 "source": "liquid_pilot simulator expert"}
     if search is not None:
         metadata["search"] = search
+    if lost_s is not None:
+        metadata["search_after_lost_s"] = f"{lost_s:g}"
     if driver is not None:
         metadata.update(source="liquid_pilot simulator: a pilot flew, the expert labelled", driver=driver_name,
                         driver_sha256=driver_sha256)
@@ -145,7 +148,7 @@ def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
         driver.check(sim)
     try:
         return record_episode(sim, job.seed, job.path, job.storage, job.perturbation, job.keep_failures, job.search,
-                              driver, job.driver or "", sha), True
+                              driver, job.driver or "", sha, job.lost_s), True
     except _Discard as discard:
         return discard.result, False
 
@@ -153,16 +156,19 @@ def collect_job(job: CollectJob) -> tuple[EpisodeResult, bool]:
 def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage: str = "mcap",
             perturbation: float = 0.2, keep_failures: bool = False,
             progress: Callable[[EpisodeResult, bool, Progress], None] | None = None, workers: int | None = 1,
-            ray: str | None = None, search: str | None = None, driver: str | Path | None = None) -> CollectResult:
+            ray: str | None = None, search: str | None = None, driver: str | Path | None = None,
+            lost_s: float | None = None) -> CollectResult:
     """Record ``episodes`` expert-labelled flights into ``out`` (episode i has seed ``seed + i``).
 
     The expert flies, or the pilot checkpoint ``driver`` does (DAgger); ``search`` is the expert's search
-    turn ("left" or "right") while the chair has not been seen. Existing bags are kept and skipped, so an
+    turn ("left" or "right") while the chair has not been seen, and with ``lost_s`` also once it has been
+    out of view that many seconds (``liquid_pilot.sim.expert``). Existing bags are kept and skipped, so an
     interrupted collection continues where it stopped; the bags do not depend on how the episodes were
     spread over workers.
     """
     if search is not None and search not in SEARCH_TURNS:
         raise ValueError(f"search must be one of {', '.join(SEARCH_TURNS)}, got {search!r}")
+    check_lost(lost_s, search)
     if driver is not None:
         from liquid_pilot.nn.checkpoint import load_pilot
 
@@ -170,7 +176,7 @@ def collect(scenario: Scenario, episodes: int, out: Path, seed: int = 0, storage
         driver = str(driver)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [CollectJob(scenario, seed + i, out / bag_name(scenario, seed + i), storage, perturbation, keep_failures,
-                       search, driver) for i in range(episodes)]
+                       search, driver, lost_s) for i in range(episodes)]
     skipped: list[EpisodeResult] = []
     results: list[EpisodeResult] = []
 

@@ -32,12 +32,13 @@ class ExpertPolicy:
 
     ``label`` is always the expert's clean command for the state just seen. What is flown is the expert's
     command, or, with a ``driver`` (a trained pilot: closed-loop data aggregation, DAgger), the driver's;
-    either with the DART perturbation added. ``search``: the expert's observable search rule (``Expert``).
+    either with the DART perturbation added. ``search`` and ``lost_s``: the expert's observable search rule
+    (``Expert``).
     """
 
     def __init__(self, perturbation: float = 0.0, seed: int = 0, search: str | None = None,
-                 driver: Policy | None = None):
-        self.expert = Expert(perturbation, seed, search=search)
+                 driver: Policy | None = None, lost_s: float | None = None):
+        self.expert = Expert(perturbation, seed, search=search, lost_s=lost_s)
         self.driver = driver
         self.label = np.zeros(4)
 

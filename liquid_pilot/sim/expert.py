@@ -12,6 +12,12 @@ until the chair has first been in the camera's view in this episode, it turns on
 one direction at the yaw-rate limit (holding its height, avoiding obstacles); from then on it is the
 usual expert. In a flight that starts with the chair in view (every test scenario's start but the
 hard tier's search conditions) the rule never acts, so its labels are the usual expert's.
+
+With ``lost_s`` as well, the rule also acts once the chair has been out of view for ``lost_s`` seconds
+after a sighting (the best-pilot study's round 5): the expert turns the search way until it is in view
+again. Within ``lost_s`` of the last sighting (passing the chair, swerving round a trunk) it keeps the
+usual expert's shortest turn, which a pilot with a second of memory can know; after it, the camera
+cannot tell which way the chair went, and the shortest turn's labels average to "keep still".
 """
 from __future__ import annotations
 
@@ -29,30 +35,45 @@ AVOID_RANGE = 1.2  # m: obstacles closer than this (surface to drone) push the e
 SEARCH_TURNS = {"left": 1.0, "right": -1.0}  # yaw sign of each search direction (FLU: left is positive)
 
 
+def check_lost(lost_s: float | None, search: str | None) -> None:
+    """Raise a one-line error for a ``lost_s`` the search rule cannot use."""
+    if lost_s is None:
+        return
+    if search is None:
+        raise ValueError(f"lost_s ({lost_s}) resumes the search rule, so it needs a search direction: give search too")
+    if not (isinstance(lost_s, (int, float)) and math.isfinite(lost_s) and lost_s > 0):
+        raise ValueError(f"lost_s must be a positive number of seconds, got {lost_s!r}")
+
+
 class Expert:
     """The privileged expert; ``search`` ("left", "right" or None) is its rule while the chair has not been seen."""
 
     def __init__(self, perturbation: float = 0.0, seed: int = 0, correlation_s: float = 0.5,
-                 search: str | None = None):
+                 search: str | None = None, lost_s: float | None = None):
         if search is not None and search not in SEARCH_TURNS:
             raise ValueError(f"search must be one of {', '.join(SEARCH_TURNS)} or None, got {search!r}")
-        self.perturbation, self.correlation_s, self.search = perturbation, correlation_s, search
+        check_lost(lost_s, search)
+        self.perturbation, self.correlation_s, self.search, self.lost_s = perturbation, correlation_s, search, lost_s
         self.rng = np.random.default_rng(seed)
         self.noise = np.zeros(4)
         self.seen = False  # whether the chair has been in the camera's view in this episode
+        self.last_seen = -math.inf  # simulated time of the last frame with the chair in view
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self.noise[:] = 0.0
         self.seen = False
+        self.last_seen = -math.inf
 
     def act(self, sim: Simulator) -> np.ndarray:
         """Return the expert's command [vx, vy, vz, yaw_rate] for the current state (the label)."""
         state, task, limits = sim.state, sim.scenario.task, sim.limits
-        if self.search is not None and not self.seen:
-            self.seen = sim.camera.in_view(state, sim.monitor.target)
-            if not self.seen:  # turn on the spot, one way, until the chair comes into view
+        if self.search is not None and (self.lost_s is not None or not self.seen):
+            if sim.camera.in_view(state, sim.monitor.target):
+                self.seen, self.last_seen = True, sim.time
+            lost = self.lost_s is not None and sim.time - self.last_seen >= self.lost_s
+            if not self.seen or lost:  # turn on the spot, one way, until the chair comes into view
                 command = np.array([0.0, 0.0, HEIGHT_GAIN * (FLIGHT_HEIGHT - state.position[2]),
                                     SEARCH_TURNS[self.search] * limits[3]])
                 command[:2] += self._avoid(sim)
