@@ -51,9 +51,11 @@ def test_collect_with_a_missing_driver_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("extra,message", [
     ((), "--search-after-lost 1 resumes the expert's search turn: give --search left or right"),
-    (("--search", "left", "--search-after-lost", "-2"), "--search-after-lost must be a positive number of seconds, got -2"),
+    (("--search", "left", "--search-after-lost", "-2"),
+     "--search-after-lost must be a positive number of seconds, got -2"),
 ])
-def test_collect_search_after_lost_needs_a_search_and_a_positive_time(tmp_path: Path, extra: tuple, message: str) -> None:
+def test_collect_search_after_lost_needs_a_search_and_a_positive_time(tmp_path: Path, extra: tuple,
+                                                                      message: str) -> None:
     result = run("collect", "--episodes", "1", "--out", str(tmp_path / "bags"), "--search-after-lost", "1", *extra)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if not line.startswith("pybullet")] == [f"error: {message}"]
