@@ -10,11 +10,13 @@
 #             pilots learnt from) flies 100 flights in the same training scenes (40 plain, 20 look-alikes,
 #             20 + 20 search; seeds from N*10000) with the same perturbation, and the expert labels what it saw;
 #             the flights it fails are kept: they are the states it needs labels for
-#   far_dagger/  after the DAgger rounds (ROUNDS 2), one more in the far states (best-pilot study, round 4: C6):
+#   far_lost/  after the DAgger rounds (ROUNDS 2), one more in the far states (best-pilot study, rounds 4 and 5):
 #             the default recipe's pilot trained on every folder above (the default config with seed 0 on one
 #             thread, saved as OUT/far_driver.pt: the study's driver, runs/c5_seed0.pt) flies 100 flights that
-#             start 8-15 m from the chair (sim/training/far_long.yaml, seeds 40000-40099, --search left), and
-#             the expert labels them
+#             start 8-15 m from the chair (sim/training/far_long.yaml, seeds 40000-40099), and the expert labels
+#             them with its search rule (--search left) kept for a chair lost after a sighting: once it has been
+#             out of view 1 s, the search turn until it is in view again (--search-after-lost 1; round 5, C7:
+#             round 4's C6 labelled those frames by the shortest turn to the chair, and its pilots stopped searching)
 # usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone)
 # Interrupted, the same command continues: finished bags are kept and a round's training resumes.
 set -euo pipefail
@@ -45,5 +47,5 @@ if [ "$rounds" -ge 2 ]; then
   liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$out/far_driver.pt" --seed 0 --threads 1 \
       "${resume[@]}"
   liquid-pilot collect --scenario far_long --episodes 100 --seed 40000 --driver "$out/far_driver.pt" --search left \
-      --out "$out/far_dagger" "${hold[@]}"
+      --search-after-lost 1 --out "$out/far_lost" "${hold[@]}"
 fi

@@ -77,8 +77,9 @@ def test_round_twos_candidate_differs_from_c3_where_it_says() -> None:
 
 
 def test_the_default_is_c3_with_each_frame_standardised() -> None:
-    # Round 3 chose C5: C3 with frame_norm, nothing else; round 4's C6 is C5's config on more data (collect.sh's
-    # far_dagger/); seed: the shipped run's (round 4's best of five on validation)
+    # Round 3 chose C5: C3 with frame_norm, nothing else; round 4's C6 is C5's config on more data (a far DAgger
+    # round) and round 5's C7 the same with that round's labels searching again (collect.sh's far_lost/); seed: the
+    # shipped run's (round 5's best of five on validation, as round 4's was)
     changed = {k: v for k, v in config("train.yaml").items() if config("train_cfc_ncp_c3.yaml")[k] != v}
     assert changed == {"pilot.frame_norm": True, "seed": 1}
 
@@ -93,6 +94,8 @@ def test_collect_trains_each_driver_with_the_recipe_its_data_were_collected_with
     assert "liquid-pilot train --config config/train.yaml --data \"${data[@]}\"" in far
     assert "--seed 0 --threads 1" in far
     assert "--scenario far_long --episodes 100 --seed 40000" in far and "--search left" in far
+    # Round 5 (C7): the expert searches again once the chair has been out of view 1 s, into far_lost/.
+    assert "--search-after-lost 1 --out \"$out/far_lost\"" in far
 
 
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:

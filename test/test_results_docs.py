@@ -95,6 +95,11 @@ ROUND4_HEADER = "| recipe (round 4) | runs | easy tier: each run | easy tier: ov
 ROUND4 = ["c6", "c5", "lstm_c6", "ff_c6", "gru_c6", "cfc_c6", "ltc_ncp_c6"]
 
 
+ROUND5_HEADER = "| recipe (round 5) | runs | easy tier: each run | easy tier: over runs |"
+# The fifth round: C7 (the default), then C6 trained again on the same collection; five runs each
+ROUND5 = ["c7", "c6r"]
+
+
 def check_round_table(tiers: str, header: str, order: list[str]) -> None:
     """Each row: a recipe's runs (each run's mean, then over runs), or its one run (the seed-2 model) alone."""
     reports = {t: report(f"best_pilot/{tiers}/{t}") for t in ("easy", "hard", "search")}
@@ -124,6 +129,10 @@ def test_the_best_pilot_round_three_table_is_its_reports() -> None:
 
 def test_the_best_pilot_round_four_table_is_its_reports() -> None:
     check_round_table("round4/tiers", ROUND4_HEADER, ROUND4)
+
+
+def test_the_best_pilot_round_five_table_is_its_reports() -> None:
+    check_round_table("round5/tiers", ROUND5_HEADER, ROUND5)
 
 
 def successes(validation: dict, run: str) -> int:
@@ -158,6 +167,18 @@ def test_the_round_four_choice_is_its_validation_report() -> None:
     # The shipped run is the best on validation, ties to the lower seed.
     best = max(range(5), key=lambda s: (successes(validation, f"c6_seed{s}"), -s))
     assert best == 1 and "**c6_seed1** (shipped)" in section
+
+
+def test_the_round_five_choice_is_its_validation_report() -> None:
+    """C7's runs, then C6's on the same collection; the amended rule's sums (1332 against 1264) are the reports'."""
+    validation, section = check_validation_table(5, [f"c7_seed{s}" for s in range(5)] +
+                                                 [f"c6r_seed{s}" for s in range(5)])
+    assert len(validation["conditions"]) == 14  # round 4's fourteen
+    wins = {recipe: sum(successes(validation, f"{recipe}_seed{seed}") for seed in range(5)) for recipe in ("c6r", "c7")}
+    assert (wins["c7"], wins["c6r"]) == (1332, 1264)
+    assert "C7 scored 1332 of 1400 (95.1%) against 1264 (90.3%)" in section
+    best = max(range(5), key=lambda s: (successes(validation, f"c7_seed{s}"), -s))
+    assert best == 1 and "**c7_seed1** (shipped)" in section
 
 
 def test_the_round_three_choice_is_its_validation_report() -> None:
