@@ -14,6 +14,7 @@ where ``DistributedDataParallel``'s bucketing would buy nothing.)
 """
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Callable
@@ -151,9 +152,17 @@ def start(device: str, precision: str) -> Runtime:
 
 
 def stop(runtime: Runtime) -> None:
-    """Leave the process group if ``start`` joined it (a launcher's own group is the launcher's to end)."""
+    """Leave the process group if ``start`` joined it (a launcher's own group is the launcher's to end).
+
+    Whatever still holds the group's work (the last collectives' tensors, in reference cycles) is
+    collected here, while the interpreter is alive: Gloo work torn down during the interpreter's
+    finalisation can abort a process that trained to the end ("terminate called without an active
+    exception", SIGABRT; pytorch/pytorch#179291 describes it for groups never destroyed), which torchrun
+    reports as a failed run. Seen once, under CI's load, on rank 1 of a resumed run; not reproduced since.
+    """
     if runtime.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def threads_per_process(threads: int, runtime: Runtime) -> int:
