@@ -133,6 +133,22 @@ def test_the_best_pilot_round_four_table_is_its_reports() -> None:
 
 def test_the_best_pilot_round_five_table_is_its_reports() -> None:
     check_round_table("round5/tiers", ROUND5_HEADER, ROUND5)
+    check_round_table("round5/ff", "| recipe (round 5, the feed-forward pilot) | runs |", ["ff_c7"])
+
+
+def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
+    """The page's C7-minus-feed-forward intervals are eval's own Welch intervals over the two reports' runs."""
+    from liquid_pilot.eval.runs import compare
+
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    cells = []
+    for tier in ("easy", "hard", "search"):
+        c7, ff = report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"], report(f"best_pilot/round5/ff/{tier}")["runs"]
+        diff = compare(c7, ff["ff_c7"])
+        low, high = diff["ci95"]
+        cells.append(f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"))
+    assert (f"easy tier **{cells[0]} (apart: the\nfeed-forward pilot ahead)**, hard tier {cells[1]}, searches "
+            f"{cells[2]}.") in page
 
 
 def successes(validation: dict, run: str) -> int:
