@@ -56,22 +56,25 @@ class Expert:
         self.perturbation, self.correlation_s, self.search, self.lost_s = perturbation, correlation_s, search, lost_s
         self.rng = np.random.default_rng(seed)
         self.noise = np.zeros(4)
-        self.seen = False  # whether the chair has been in the camera's view in this episode
         self.last_seen = -math.inf  # simulated time of the last frame with the chair in view
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self.noise[:] = 0.0
-        self.seen = False
         self.last_seen = -math.inf
+
+    @property
+    def seen(self) -> bool:
+        """Whether the chair has been in the camera's view in this episode."""
+        return self.last_seen > -math.inf
 
     def act(self, sim: Simulator) -> np.ndarray:
         """Return the expert's command [vx, vy, vz, yaw_rate] for the current state (the label)."""
         state, task, limits = sim.state, sim.scenario.task, sim.limits
         if self.search is not None and (self.lost_s is not None or not self.seen):
             if sim.camera.in_view(state, sim.monitor.target):
-                self.seen, self.last_seen = True, sim.time
+                self.last_seen = sim.time
             lost = self.lost_s is not None and sim.time - self.last_seen >= self.lost_s
             if not self.seen or lost:  # turn on the spot, one way, until the chair comes into view
                 command = np.array([0.0, 0.0, HEIGHT_GAIN * (FLIGHT_HEIGHT - state.position[2]),
