@@ -47,6 +47,16 @@ def test_each_shipped_pilot_was_trained_with_its_config_file(head: str) -> None:
         assert used.get(key, defaults[key]) == value, key
 
 
+@pytest.mark.parametrize("head", [h for h in SHIPPED if h != "cfc_ncp"])
+def test_each_baseline_was_trained_on_the_defaults_data(head: str) -> None:
+    # A baseline compares heads, so it must learn from the flights the default learnt from (the same collection:
+    # config/collect.sh does not reproduce one), not from an older recipe's.
+    default = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]
+    used = read_checkpoint(ROOT / "models" / f"{head}.pt")["provenance"]
+    assert (used["flights"], used["frames"]) == (default["flights"], default["frames"]), head
+    assert used["data"] == default["data"], head
+
+
 def test_configs_differ_from_the_default_recipe_only_where_they_say() -> None:
     # The baselines: the head alone, against the default recipe (issue 25, round 2 retrained every head with it;
     # each ships its seed-2 run, the default's seed).

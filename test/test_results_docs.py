@@ -151,6 +151,36 @@ def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
             f"{cells[2]}.") in page
 
 
+ROUND5_HEADS_HEADER = "| recipe (round 5, every head on C7's data) | runs |"
+# Every head trained on C7's data after the choice: five runs of the LSTM, GRU and dense CfC, the LTC-NCP's seed 2
+ROUND5_HEADS = ["lstm_c7", "gru_c7", "cfc_c7", "ltc_ncp_c7"]
+WELCH_HEADER = "| C7's CfC-NCP minus (points, Welch's 95% interval over runs) | easy tier | hard tier | hard searches |"
+
+
+def test_the_round_five_heads_table_is_its_reports() -> None:
+    check_round_table("round5/heads", ROUND5_HEADS_HEADER, ROUND5_HEADS)
+
+
+def test_the_round_five_claim_intervals_are_the_reports() -> None:
+    """The claim's table: C7's CfC-NCP minus each head, eval's own Welch interval over the reports' runs."""
+    from liquid_pilot.eval.runs import compare
+
+    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), WELCH_HEADER)
+    heads = {"LSTM": ("heads", "lstm_c7"), "GRU": ("heads", "gru_c7"), "dense CfC": ("heads", "cfc_c7"),
+             "feed-forward": ("ff", "ff_c7")}
+    assert [row[0] for row in rows] == list(heads)
+    for row in rows:
+        where, name = heads[row[0]]
+        cells = []
+        for tier in ("easy", "hard", "search"):
+            diff = compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
+                           report(f"best_pilot/round5/{where}/{tier}")["runs"][name])
+            low, high = diff["ci95"]
+            text = f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−")
+            cells.append(text + (", apart" if diff["apart"] else ""))
+        assert row[1:] == cells, row[0]
+
+
 def successes(validation: dict, run: str) -> int:
     """A run's successes over every condition of a validation report."""
     return sum(validation["summary"][run][c]["successes"] for c in validation["conditions"])
@@ -225,10 +255,29 @@ def test_the_far_label_tabulation_replays_a_far_flight() -> None:
 
 
 def test_the_search_yaw_tabulation_keeps_the_frames_before_the_first_sighting() -> None:
-    """docs/results/best_pilot/search_yaw.py (round 4's search behaviour): round 3's feed-forward pilot still turns."""
+    """docs/results/best_pilot/search_yaw.py (round 4's search behaviour): the shipped feed-forward pilot turns."""
     module = study_script("search_yaw")
     yaw, outcomes = module.search_yaw(str(ROOT / "models" / "ff.pt"), 1)
-    # One episode per search: the chair starts behind, so the first frames are all before its sighting; C5's
-    # feed-forward pilot (models/ff.pt) turns left at 0.8-0.9 rad/s there and finds it both times.
+    # One episode per search: the chair starts behind, so the first frames are all before its sighting; C7's
+    # feed-forward pilot (models/ff.pt, seed 2) turns left at about 0.8 rad/s there and finds it both times.
     assert len(yaw) > 30 and sum(outcomes.values()) == 2
     assert yaw.mean() > 0.5 and np.mean(np.abs(yaw) < 0.2) < 0.1
+
+
+CARD_HEADER = "| file | head | trainable parameters | epochs (best) | validation loss | training time |"
+
+
+def test_the_model_cards_table_is_the_shipped_files() -> None:
+    """Each row of the model card's file table: the file's parameter count, epochs, loss and time, from the file."""
+    from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
+
+    rows = table((ROOT / "models/README.md").read_text(), CARD_HEADER)
+    assert [row[0].strip("`") for row in rows] == [f"{m}.pt" for m in MODELS if m != "expert"]
+    for row in rows:
+        path = ROOT / "models" / row[0].strip("`")
+        made = read_checkpoint(path)["provenance"]
+        epochs = made["config"]["epochs"]
+        assert row[2] == f"{load_pilot(path).parameter_counts()['total']:,}", row[0]
+        assert row[3] == f"{epochs} ({made['epoch']})", row[0]
+        assert row[4] == f"{made['val_loss']:.5f}", row[0]
+        assert row[5].startswith(f"{made['train_seconds'] / 60:.1f} min"), row[0]
