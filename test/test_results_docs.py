@@ -227,6 +227,17 @@ def test_the_round_five_choice_is_its_validation_report() -> None:
     assert best == 1 and "**c7_seed1** (shipped)" in section
 
 
+def test_the_dense_cfc_on_validation_is_its_report() -> None:
+    """Round 5's dense CfC flew the same fourteen conditions and seeds as C7; the page's sums are the reports'."""
+    validation = report("best_pilot/round5/cfc_validation")
+    assert validation["conditions"] == report("best_pilot/round5/validation")["conditions"]
+    runs = [f"cfc_c7_seed{s}" for s in range(5)]
+    total = sum(successes(validation, run) for run in runs)
+    scores = ", ".join(str(successes(validation, run)) for run in runs)
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert f"**The dense CfC on validation: {total} of 1400** (its runs {scores} of 280;" in page
+
+
 def test_the_round_three_choice_is_its_validation_report() -> None:
     """Each C5 run's row is its validation report, and the rule's sums (C5 1292 against C3's 1285) are the reports'."""
     validation, _ = check_validation_table(3, [f"c5_seed{s}" for s in range(5)])
