@@ -136,17 +136,21 @@ def test_the_best_pilot_round_five_table_is_its_reports() -> None:
     check_round_table("round5/ff", "| recipe (round 5, the feed-forward pilot) | runs |", ["ff_c7"])
 
 
-def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
-    """The page's C7-minus-feed-forward intervals are eval's own Welch intervals over the two reports' runs."""
+def c7_minus(where: str, name: str, tier: str) -> tuple[str, bool]:
+    """C7's CfC-NCP minus recipe ``name`` of report ``round5/<where>`` on ``tier``: eval's own Welch interval, as the
+    page writes it (points, signed, the minus sign typeset), and whether it excludes zero."""
     from liquid_pilot.eval.runs import compare
 
+    diff = compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
+                   report(f"best_pilot/round5/{where}/{tier}")["runs"][name])
+    low, high = diff["ci95"]
+    return f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"), diff["apart"]
+
+
+def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
+    """The page's C7-minus-feed-forward intervals are eval's own Welch intervals over the two reports' runs."""
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
-    cells = []
-    for tier in ("easy", "hard", "search"):
-        c7, ff = report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"], report(f"best_pilot/round5/ff/{tier}")["runs"]
-        diff = compare(c7, ff["ff_c7"])
-        low, high = diff["ci95"]
-        cells.append(f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"))
+    cells = [c7_minus("ff", "ff_c7", tier)[0] for tier in ("easy", "hard", "search")]
     assert (f"easy tier **{cells[0]} (apart: the\nfeed-forward pilot ahead)**, hard tier {cells[1]}, searches "
             f"{cells[2]}.") in page
 
@@ -163,22 +167,13 @@ def test_the_round_five_heads_table_is_its_reports() -> None:
 
 def test_the_round_five_claim_intervals_are_the_reports() -> None:
     """The claim's table: C7's CfC-NCP minus each head, eval's own Welch interval over the reports' runs."""
-    from liquid_pilot.eval.runs import compare
-
     rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), WELCH_HEADER)
     heads = {"LSTM": ("heads", "lstm_c7"), "GRU": ("heads", "gru_c7"), "dense CfC": ("heads", "cfc_c7"),
              "feed-forward": ("ff", "ff_c7")}
     assert [row[0] for row in rows] == list(heads)
     for row in rows:
-        where, name = heads[row[0]]
-        cells = []
-        for tier in ("easy", "hard", "search"):
-            diff = compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
-                           report(f"best_pilot/round5/{where}/{tier}")["runs"][name])
-            low, high = diff["ci95"]
-            text = f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−")
-            cells.append(text + (", apart" if diff["apart"] else ""))
-        assert row[1:] == cells, row[0]
+        cells = [c7_minus(*heads[row[0]], tier) for tier in ("easy", "hard", "search")]
+        assert row[1:] == [text + (", apart" if apart else "") for text, apart in cells], row[0]
 
 
 def successes(validation: dict, run: str) -> int:
