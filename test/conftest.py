@@ -19,6 +19,15 @@ def _seeded() -> None:
     np.random.seed(0)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item):
+    """Mark a test whose call failed (``item.call_failed``), for fixtures that clean up after a failure."""
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
 @pytest.fixture(scope="module")
 def ros():
     """rclpy on an isolated domain, nodes spinning in the background (test_ros_support.Ros): one per test module."""

@@ -241,13 +241,17 @@ class Operator:
 
     def arm(self, timeout: float = 150.0) -> None:
         """Arm as soon as the autopilot allows it (its estimator needs tens of seconds after start-up)."""
+        self.accepted(lambda: self.command(400, 1.0, timeout=3.0), timeout, "arming")
+
+    def accepted(self, request: Callable[[], int | None], timeout: float, what: str) -> None:
+        """Make ``request`` (a command) until the autopilot accepts it; AssertionError after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(AssertionError):
-                if self.command(400, 1.0, timeout=3.0) == 0:
+                if request() == 0:
                     return
             time.sleep(1.0)  # the autopilot refused (not ready yet): ask again in a second
-        raise AssertionError(f"{self.sitl.kind} SITL: arming refused for {timeout} s\n{self.sitl.log()}")
+        raise AssertionError(f"{self.sitl.kind} SITL: {what} refused for {timeout} s\n{self.sitl.log()}")
 
     def takeoff(self, height: float, timeout: float = 150.0) -> None:
         """Arm and take off to ``height`` m as a ground station does (ArduPilot GUIDED, PX4 AUTO.TAKEOFF), once the
@@ -259,6 +263,10 @@ class Operator:
             assert self.command(22, 0, 0, 0, math.nan, math.nan, math.nan, height) == 0
         else:
             self.set_param("MIS_TAKEOFF_ALT", height)
+            # Hold first, as an operator does. Once disarmed, PX4 goes back to the mode it was in before a landing
+            # it was commanded to make: after the bridge has flown and landed it, Offboard, where it refuses to arm
+            # without a setpoint stream ("Resolve system health failures first", docs/autopilot.md).
+            self.accepted(lambda: self.set_mode(PX4_AUTO, PX4_AUTO_LOITER), timeout, "Hold (AUTO.LOITER)")
             self.arm(timeout)
             assert self.command(22, 0, 0, 0, math.nan, math.nan, math.nan, math.nan) == 0
 

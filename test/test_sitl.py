@@ -1,18 +1,20 @@
 """The bridge and the pilot against real autopilots: ArduCopter and PX4 (SIH) SITL, minutes each (marker ``sitl``).
 
-One SITL run per autopilot serves every test here, in order, as one operator's session would: the bridge waits
-for an autopilot that starts after it; telemetry at rest; an operator's 2.5 m take-off, then a hold at the
-geofence; a second flight far from the first one's start; the shipped pilot flying our scenes through the
-autopilot, against the direct simulator on the same seeds; MAVLink 2 signing (ArduPilot). The binaries come
-from ``ARDUPILOT_SITL`` and ``PX4_SITL`` (``.ci/run`` sets them to ``../shared/sitl``); without them every
-test here skips, saying so.
+One SITL run per autopilot serves every test here, in order, as one operator's session would (a fresh one after
+a test that failed, so that one failure fails one test): the bridge waits for an autopilot that starts after it;
+telemetry at rest; an operator's 2.5 m take-off, then a hold at the geofence; a second flight far from the first
+one's start (with a first flight of its own where no earlier test flew one); the shipped pilot flying our scenes
+through the autopilot, against the direct simulator on the same seeds; MAVLink 2 signing (ArduPilot). The
+binaries come from ``ARDUPILOT_SITL`` and ``PX4_SITL`` (``.ci/run`` sets them to ``../shared/sitl``); without
+them every test here skips, saying so.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,52 +107,87 @@ def fly(bridge: Bridge, command: tuple, seconds: float) -> None:
         time.sleep(0.05)
 
 
-@dataclass
 class Autopilot:
-    kind: str
-    sitl: ss.Sitl
-    operator: ss.Operator
-    early: Bridge | None = None  # a bridge started before the autopilot
-    notes: dict = field(default_factory=dict)
+    """One SITL run that the tests here share, in order, as one operator's session; started afresh after a failure.
+
+    A test that fails can leave the autopilot unfit to fly the next one: once in CI, PX4 SIH's land detector fired
+    in mid-air (its height estimate diverging) and the failed test's clean-up left PX4 refusing to arm for the
+    next test. After a failed test the next one gets a fresh SITL (the failed one's folder, its log with it, stays
+    in pytest's temporary folders), so that one failure fails one test.
+    """
+
+    def __init__(self, kind: str, folders: pytest.TempPathFactory):
+        self.kind, self.folders = kind, folders
+        self.stack = contextlib.ExitStack()
+        self.early: Bridge | None = None  # a bridge started before the autopilot, for the first test
+        self.failed = ""  # the test that failed on this SITL run: the next test starts a fresh one
+        self.starts = 0
+        self.start(early=True)
+
+    def start(self, early: bool = False) -> None:
+        """Start the SITL and the operator's link. ArduPilot's firmware runs once something connects to SERIAL0:
+        a bridge that waits there from before the start (kept for the first test with ``early``)."""
+        folder = self.folders.mktemp(self.kind)
+        waiting = None
+        if self.kind == "ardupilot":
+            waiting = Bridge("tcp:127.0.0.1:5760", "ardupilot")  # nothing listens yet: it must wait, not exit
+            self.stack.callback(lambda: self.early is not None and self.early.close())
+            context = ss.ardupilot(folder)
+        else:
+            context = ss.px4(folder)
+        self.sitl = self.stack.enter_context(context)
+        self.operator = ss.Operator(self.sitl)
+        self.stack.callback(self.operator.close)
+        self.operator.prepare()
+        self.starts += 1
+        if early:
+            self.early = waiting
+        elif waiting is not None:
+            waiting.close()
+
+    def restart(self) -> None:
+        print(f"\n{self.kind}: a fresh SITL after {self.failed} failed (its log: {self.sitl.folder / 'sitl.log'})")
+        self.close()
+        self.stack, self.failed = contextlib.ExitStack(), ""
+        self.start()
+
+    def close(self) -> None:
+        self.stack.close()
+        self.early = None
 
 
 @pytest.fixture(scope="module", params=[pytest.param("ardupilot", marks=pytest.mark.sitl),
                                         pytest.param("px4", marks=pytest.mark.sitl)])
 def autopilot(request, tmp_path_factory):
     kind = request.param
-    folder = tmp_path_factory.mktemp(kind)
-    early = None
-    if kind == "ardupilot":
-        ss.ardupilot_binary()  # skips without it
-        early = Bridge("tcp:127.0.0.1:5760", "ardupilot")  # nothing listens yet: it must wait, not exit
-        context = ss.ardupilot(folder)
-    else:
-        ss.px4_folder()
-        context = ss.px4(folder)
+    ss.ardupilot_binary() if kind == "ardupilot" else ss.px4_folder()  # skip, saying why, without it
+    autopilot = Autopilot(kind, tmp_path_factory)
     try:
-        with context as sitl:
-            operator = ss.Operator(sitl)
-            operator.prepare()
-            yield Autopilot(kind, sitl, operator, early)
-            operator.close()
+        yield autopilot
     finally:
-        if early is not None:
-            early.close()
+        autopilot.close()
 
 
 @pytest.fixture(autouse=True)
-def _early_bridge_only_for_its_test(request) -> None:
-    """Close the bridge started before ArduPilot unless this is the test it is for.
+def _each_test_gets_an_autopilot_fit_to_fly(request) -> Iterator[None]:
+    """A fresh SITL after a failed test; the bridge started before ArduPilot closed unless this is its test.
 
-    It holds SERIAL0 (tcp:5760), which ArduPilot's SITL gives to one client at a time: when its test is deselected
-    (``-k``), every later bridge on that port would be refused.
+    That bridge holds SERIAL0 (tcp:5760), which ArduPilot's SITL gives to one client at a time: when its test is
+    deselected (``-k``), every later bridge on that port would be refused.
     """
-    if "autopilot" in request.fixturenames and request.function is not \
+    if "autopilot" not in request.fixturenames:
+        yield
+        return
+    autopilot = request.getfixturevalue("autopilot")
+    if autopilot.failed:
+        autopilot.restart()
+    if autopilot.early is not None and request.function is not \
             test_the_bridge_waits_for_the_autopilot_then_publishes_its_telemetry:
-        autopilot = request.getfixturevalue("autopilot")
-        if autopilot.early is not None:
-            autopilot.early.close()
-            autopilot.early = None
+        autopilot.early.close()
+        autopilot.early = None
+    yield
+    if getattr(request.node, "call_failed", False):
+        autopilot.failed = request.node.name
 
 
 def test_the_bridge_waits_for_the_autopilot_then_publishes_its_telemetry(autopilot: Autopilot) -> None:
@@ -243,7 +280,32 @@ def test_an_operators_takeoff_reaches_its_height_and_the_fence_holds_still(autop
         bridge.close()
 
 
+def a_first_flight_away(autopilot: Autopilot) -> None:
+    """Fly 4 m or more from the autopilot's origin and land, unless an earlier test of this SITL run did.
+
+    The test before flies out to its fence; run alone (``-k``), or on a fresh SITL after a failure, the second
+    flight needs a first one of its own.
+    """
+    operator = autopilot.operator
+    operator.until(lambda: "LOCAL_POSITION_NED" in operator.latest, 60.0)
+    operator.wait_disarmed()
+    if math.hypot(*operator.position()[:2]) > 3.0:
+        return
+    bridge = Bridge(autopilot.sitl.bridge_address, autopilot.sitl.flavour, fence_radius=10.0)
+    try:
+        bridge.until_state("wait_airborne", 60.0)
+        operator.takeoff(1.5)
+        bridge.until_state("flying", 90.0)
+        fly(bridge, (1.5, 0.0, 0.0, 0.0), 4.0)
+        print(f"\n{autopilot.kind}: a first flight of its own, to {np.round(bridge.position(), 1).tolist()}")
+        assert bridge.supervisor.land()[0]
+        bridge.until_state("landed", 60.0)
+    finally:
+        bridge.close()
+
+
 def test_a_second_flight_in_the_same_run_has_its_full_fence(autopilot: Autopilot) -> None:
+    a_first_flight_away(autopilot)
     bridge = Bridge(autopilot.sitl.bridge_address, autopilot.sitl.flavour, fence_radius=10.0)
     try:
         bridge.until_state("wait_airborne", 60.0)
