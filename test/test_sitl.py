@@ -121,25 +121,22 @@ class Autopilot:
         self.stack = contextlib.ExitStack()
         self.early: Bridge | None = None  # a bridge started before the autopilot, for the first test
         self.failed = ""  # the test that failed on this SITL run: the next test starts a fresh one
-        self.starts = 0
         self.start(early=True)
 
     def start(self, early: bool = False) -> None:
         """Start the SITL and the operator's link. ArduPilot's firmware runs once something connects to SERIAL0:
         a bridge that waits there from before the start (kept for the first test with ``early``)."""
         folder = self.folders.mktemp(self.kind)
-        waiting = None
-        if self.kind == "ardupilot":
-            waiting = Bridge("tcp:127.0.0.1:5760", "ardupilot")  # nothing listens yet: it must wait, not exit
-            self.stack.callback(lambda: self.early is not None and self.early.close())
-            context = ss.ardupilot(folder)
-        else:
-            context = ss.px4(folder)
-        self.sitl = self.stack.enter_context(context)
-        self.operator = ss.Operator(self.sitl)
-        self.stack.callback(self.operator.close)
-        self.operator.prepare()
-        self.starts += 1
+        waiting = Bridge("tcp:127.0.0.1:5760", "ardupilot") if self.kind == "ardupilot" else None  # it must wait
+        try:
+            self.sitl = self.stack.enter_context(ss.ardupilot(folder) if waiting else ss.px4(folder))
+            self.operator = ss.Operator(self.sitl)
+            self.stack.callback(self.operator.close)
+            self.operator.prepare()
+        except BaseException:
+            self.early = waiting
+            self.close()
+            raise
         if early:
             self.early = waiting
         elif waiting is not None:
@@ -152,8 +149,11 @@ class Autopilot:
         self.start()
 
     def close(self) -> None:
+        """Stop the SITL, then the bridge that waited for it, if it is still open."""
         self.stack.close()
-        self.early = None
+        if self.early is not None:
+            self.early.close()
+            self.early = None
 
 
 @pytest.fixture(scope="module", params=[pytest.param("ardupilot", marks=pytest.mark.sitl),
