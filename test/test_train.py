@@ -50,6 +50,34 @@ def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Pat
     assert provenance["config"]["pilot"]["camera_fov_deg"] is None  # what was asked, not what was found
 
 
+def test_a_run_that_did_not_learn_says_so(bags: Path, tmp_path: Path) -> None:
+    """A run no better than always commanding the mean command (one LTC-NCP run in four or five did this in the
+    study) is named, in the log, the summary and the checkpoint's provenance, not left to fly no episode."""
+    log = io.StringIO()
+    config = load_train_config(None, {**FAST, "epochs": 1, "learning_rate": 1e-9})  # it cannot learn
+    summary = train(config, [bags], tmp_path / "p.pt", cache_dir=tmp_path / "cache", log=log)
+    assert summary["learnt"] is False
+    assert summary["best_val_loss"] >= 0.9 * summary["mean_command_val_loss"]
+    assert "warning: this run did not learn: its best validation loss" in log.getvalue()
+    provenance = read_checkpoint(tmp_path / "p.pt")["provenance"]
+    assert provenance["mean_command_val_loss"] == pytest.approx(summary["mean_command_val_loss"], abs=1e-6)
+
+
+def test_the_mean_command_loss_is_the_loss_of_always_commanding_the_training_mean() -> None:
+    from liquid_pilot.train.trainer import mean_command_loss
+
+    def flight(commands: list[list[float]]) -> Flight:
+        n = len(commands)
+        return Flight("b", np.zeros((n, 2, 2, 3), np.uint8), np.asarray(commands, np.float32),
+                      np.zeros((n, 6), np.float32), np.zeros(n, np.float32), np.zeros(n, int))
+
+    train_flights = [flight([[1, 0, 0, 0], [3, 0, 0, 0]]), flight([[2, 0, 0, 2]] * 2)]  # mean [2, 0, 0, 1]
+    validation = [flight([[2, 0, 0, 1]] * 3)]
+    assert mean_command_loss(train_flights, validation, [2, 2, 1, 2]) == 0.0
+    validation = [flight([[4, 0, 1, 1], [2, 0, -1, 1]])]  # (2/2)^2 + 1^2 on the first, 1^2 on the second
+    assert mean_command_loss(train_flights, validation, [2, 2, 1, 2]) == pytest.approx((1 + 1 + 1) / 8)
+
+
 def test_a_frame_normalised_training_reads_no_frame_for_image_statistics(
         bags: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """frame_norm standardises each frame by its own statistics: the data set's are not read, the IMU's are."""

@@ -399,6 +399,10 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
     device, length = runtime.device, config.sequence_length
     cfg = _with_camera_fov(pilot_config or config.pilot, flights, log, parent=config.init)
     train_set, val_set, split = _split(config, flights, source, log)
+    reference = mean_command_loss(train_set.flights, val_set.flights if len(val_set) else train_set.flights,
+                                  cfg.command_scale)
+    print(f"always commanding the training flights' mean command would score {reference:.5f} on validation: a "
+          f"run that learns scores well below it", file=log)
     print(runtime.describe(threads) + f"; global batch {config.batch_size}"
           + (f" = {config.batch_size // runtime.world_size} per process" if runtime.world_size > 1 else ""),
           file=log)
@@ -485,7 +489,8 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
                     "trained_with": f"liquid_pilot {__version__}", "data": [f.bag for f in flights][:200],
                     "flights": len(flights), "frames": sum(len(f.images) for f in flights), "epoch": epoch + 1,
                     "camera_hz": camera_hz(flights),
-                    "val_loss": round(val_loss, 6), "train_seconds": round(elapsed, 1), "config": config_dict,
+                    "val_loss": round(val_loss, 6), "mean_command_val_loss": round(reference, 6),
+                    "train_seconds": round(elapsed, 1), "config": config_dict,
                     "processes": runtime.world_size, "device": device.type,
                     "validation": split if len(val_set) else f"none: {split}",
                     **({"parent": parent["provenance"], "frozen": config.freeze} if parent else {})}, inputs=inputs)
@@ -501,8 +506,31 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
                 "best": best, "elapsed": elapsed, "history": history}), state_path)
     if runtime.main:
         _plot_losses(history, out.with_suffix(".loss.png"))
+    learnt = best < LEARNT_BELOW * reference
+    if not learnt:
+        print(f"warning: this run did not learn: its best validation loss {best:.5f} is no better than always "
+              f"commanding the training flights' mean command ({reference:.5f}), and its pilot will not fly; train "
+              f"again with another --seed (one LTC-NCP run in four or five did this in docs/results/best_pilot/), "
+              f"or for more epochs", file=log)
     return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out),
-            "history": history}
+            "history": history, "mean_command_val_loss": reference, "learnt": learnt}
+
+
+LEARNT_BELOW = 0.9  # a run learnt when its best validation loss is under this share of the mean command's
+# (the 30 runs of every head on C7's data, docs/results/best_pilot/ round 5: 0.26-0.48 of it for the 29 that fly, 1.02
+# for the LTC-NCP run that flies no episode)
+
+
+def mean_command_loss(train: list[Flight], validation: list[Flight], command_scale: Any) -> float:
+    """Return the validation loss of a pilot that always commands the training flights' mean command.
+
+    The training loss's scaling: each axis divided by the command scale, the squares averaged. It is the loss of a
+    run that learnt nothing.
+    """
+    scale = np.asarray(command_scale, np.float64)
+    mean = np.concatenate([np.asarray(f.commands, np.float64) for f in train]).mean(0)
+    commands = np.concatenate([np.asarray(f.commands, np.float64) for f in validation])
+    return float((((commands - mean) / scale) ** 2).mean())
 
 
 def camera_hz(flights: list[Flight]) -> float | None:
