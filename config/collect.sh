@@ -12,7 +12,8 @@
 #             the flights it fails are kept: they are the states it needs labels for
 #   far_lost/  after the DAgger rounds (ROUNDS 2), one more in the far states (best-pilot study, rounds 4 and 5):
 #             the default recipe's pilot trained on every folder above (the default config with seed 0 on one
-#             thread, saved as OUT/far_driver.pt: the study's driver, runs/c5_seed0.pt) flies 100 flights that
+#             thread and round 4's 25 epochs, saved as OUT/far_driver.pt: the study's driver, runs/c5_seed0.pt;
+#             round 6 trains the shipped pilots for 50) flies 100 flights that
 #             start 8-15 m from the chair (sim/training/far_long.yaml, seeds 40000-40099), and the expert labels
 #             them with its search rule (--search left) kept for a chair lost after a sighting: once it has been
 #             out of view 1 s, the search turn until it is in view again (--search-after-lost 1; round 5, C7:
@@ -45,7 +46,7 @@ if [ "$rounds" -ge 2 ]; then
   resume=()
   [ -f "$out/far_driver.state.pt" ] && resume=(--resume)
   liquid-pilot train --config config/train.yaml --data "${data[@]}" --out "$out/far_driver.pt" --seed 0 --threads 1 \
-      "${resume[@]}"
+      --epochs 25 "${resume[@]}"
   liquid-pilot collect --scenario far_long --episodes 100 --seed 40000 --driver "$out/far_driver.pt" --search left \
       --search-after-lost 1 --out "$out/far_lost" "${hold[@]}"
 fi

@@ -110,7 +110,7 @@ def check_round_table(tiers: str, header: str, order: list[str], elsewhere: dict
     for row, recipe in zip(rows, order):
         folder = (elsewhere or {}).get(recipe, tiers)
         reports = {t: report(f"best_pilot/{folder}/{t}") for t in ("easy", "hard", "search")}
-        if recipe in reports["easy"]["runs"]:  # several runs: each run's mean, then over runs
+        if recipe in reports["easy"].get("runs", {}):  # several runs: each run's mean, then over runs
             expected = [str(len(reports["easy"]["runs"][recipe]["runs"]))]
             for tier in ("easy", "hard"):
                 ood = reports[tier]["runs"][recipe]["ood"]
@@ -226,6 +226,67 @@ def test_the_round_five_choice_is_its_validation_report() -> None:
     assert "C7 scored 1332 of 1400 (95.1%) against 1264 (90.3%)" in section
     best = max(range(5), key=lambda s: (successes(validation, f"c7_seed{s}"), -s))
     assert best == 1 and "**c7_seed1** (shipped)" in section
+
+
+def test_the_round_six_table_is_its_reports() -> None:
+    """C8's five runs on the tiers (round6/tiers), beside C7's (round 5's reports), and the pair's Welch intervals."""
+    check_round_table("round6/tiers", "| recipe (round 6) | runs |", ["c8", "c7"], {"c7": "round5/tiers"})
+    from liquid_pilot.eval.runs import compare
+
+    cells = []
+    for tier in ("easy", "hard", "search"):
+        diff = compare(report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"],
+                       report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"])
+        low, high = diff["ci95"]
+        cells.append((f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"),
+                      diff["apart"]))
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert [apart for _, apart in cells] == [False, False, True]
+    assert (f"C8 minus C7 over runs (points): easy tier {cells[0][0]}, hard tier {cells[1][0]},\n"
+            f"hard searches **{cells[2][0]} (apart)**") in page
+
+
+def test_the_round_six_baselines_table_is_its_reports() -> None:
+    """The baselines in models/, each head's seed-2 run continued to 50 epochs, one run each (round6/baselines)."""
+    check_round_table("round6/baselines", "| recipe (round 6, the seed-2 runs at 50 epochs) | runs |",
+                      ["ltc_ncp_c8", "cfc_c8", "lstm_c8", "gru_c8", "ff_c8"])
+
+
+def test_the_shipped_runs_fresh_seeds_are_the_targets_table() -> None:
+    """The targets table's first three rows: the shipped run's fresh-seed reports of the latest round."""
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    rows = table(page, "| target | measured | met |")
+    ood = report("best_pilot/round6/fresh/ood")["summary"]["cfc_ncp"]
+    hard = report("best_pilot/round6/fresh/hard")["summary"]["cfc_ncp"]
+    searches = ("hard_behind_left", "hard_behind_right")
+    counts = [(sum(v["successes"] for v in ood.values()), sum(v["episodes"] for v in ood.values())),
+              (sum(v["successes"] for c, v in hard.items() if c not in searches), 35),
+              (sum(hard[c]["successes"] for c in searches), 10)]
+    assert len(ood) == 19 and len(hard) == 9
+    for row, (won, n) in zip(rows[:3], counts):
+        assert row[1].startswith(f"{won}/{n} ({100 * won / n:.1f}%)"), row[1]
+
+
+def test_the_round_six_choice_is_its_validation_report() -> None:
+    """C8's runs flew C7's fourteen conditions and episodes; the rule's sums (1351 against 1332), the shipped run
+    (the best on validation) and the Welch interval over runs are the reports'."""
+    from liquid_pilot.eval.runs import compare
+    from liquid_pilot.nn.checkpoint import read_checkpoint
+
+    validation, section = check_validation_table(6, [f"c8_seed{s}" for s in range(5)])
+    c7 = report("best_pilot/round5/validation")
+    assert validation["conditions"] == c7["conditions"]
+    wins = (sum(successes(validation, f"c8_seed{s}") for s in range(5)),
+            sum(successes(c7, f"c7_seed{s}") for s in range(5)))
+    assert wins == (1351, 1332) and "**C8 scored 1351 of 1400 (96.5%) against C7's 1332 (95.1%)" in section
+    best = max(range(5), key=lambda s: (successes(validation, f"c8_seed{s}"), -s))
+    assert best == 2 and "**c8_seed2** (shipped)" in section
+    shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]["config"]
+    assert (shipped["seed"], shipped["epochs"]) == (2, 50)  # C8's seed-2 run
+    diff = compare(validation["runs"]["c8"], c7["runs"]["c7"])
+    low, high = diff["ci95"]
+    cell = f"{100 * diff['difference']:+.1f}\npoints [{100 * low:+.1f}, {100 * high:+.1f}], not apart".replace("-", "−")
+    assert not diff["apart"] and f"C8 minus C7, is **{cell}**" in section
 
 
 def test_the_dense_cfc_on_validation_is_its_report() -> None:
