@@ -440,8 +440,7 @@ def _interrupted(args: argparse.Namespace, rank: int) -> NoReturn:
 def _trained(summary: dict, rank: int) -> None:
     if rank == 0:
         print(f"best validation loss {summary['best_val_loss']:.5f} after {summary['epochs']} epochs "
-              f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}"
-              + ("" if summary.get("learnt", True) else " (a run that did not learn: the warning above)"))
+              f"({summary['seconds']:.0f} s); wrote {summary['checkpoint']}")
 
 
 def _replay(args: argparse.Namespace) -> None:
