@@ -51,7 +51,7 @@ def test_training_learns_and_keeps_the_best_checkpoint(bags: Path, tmp_path: Pat
 
 
 def test_a_run_that_did_not_learn_says_so(bags: Path, tmp_path: Path) -> None:
-    """A run no better than always commanding the mean command (one LTC-NCP run in four or five did this in the
+    """A run no better than always commanding the mean command (an LTC-NCP run in five did this in the
     study) is named, in the log, the summary and the checkpoint's provenance, not left to fly no episode."""
     log = io.StringIO()
     config = load_train_config(None, {**FAST, "epochs": 1, "learning_rate": 1e-9})  # it cannot learn

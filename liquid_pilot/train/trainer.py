@@ -510,7 +510,7 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
     if not learnt:
         print(f"warning: this run did not learn: its best validation loss {best:.5f} is no better than always "
               f"commanding the training flights' mean command ({reference:.5f}), and its pilot will not fly; train "
-              f"again with another --seed (one LTC-NCP run in four or five did this in docs/results/best_pilot/), "
+              f"again with another --seed (an LTC-NCP run in five did this in docs/results/best_pilot/), "
               f"or for more epochs", file=log)
     return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out),
             "history": history, "mean_command_val_loss": reference, "learnt": learnt}
