@@ -145,10 +145,16 @@ def c7_minus(where: str, name: str, tier: str) -> tuple[str, bool]:
     page writes it (points, signed, the minus sign typeset), and whether it excludes zero."""
     from liquid_pilot.eval.runs import compare
 
-    diff = compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
-                   report(f"best_pilot/round5/{where}/{tier}")["runs"][name])
+    return welch_cell(compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
+                              report(f"best_pilot/round5/{where}/{tier}")["runs"][name]))
+
+
+def welch_cell(diff: dict, gap: str = " ") -> tuple[str, bool]:
+    """``compare``'s difference and interval as the pages write them (points, signed, the minus sign typeset), and
+    whether the interval excludes zero."""
     low, high = diff["ci95"]
-    return f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"), diff["apart"]
+    return (f"{100 * diff['difference']:+.1f}{gap}[{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"),
+            diff["apart"])
 
 
 def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
@@ -237,9 +243,7 @@ def test_the_round_six_table_is_its_reports() -> None:
     for tier in ("easy", "hard", "search"):
         diff = compare(report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"],
                        report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"])
-        low, high = diff["ci95"]
-        cells.append((f"{100 * diff['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]".replace("-", "−"),
-                      diff["apart"]))
+        cells.append(welch_cell(diff))
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     assert [apart for _, apart in cells] == [False, False, True]
     assert (f"C8 minus C7 over runs (points): easy tier {cells[0][0]}, hard tier {cells[1][0]},\n"
@@ -284,9 +288,8 @@ def test_the_round_six_choice_is_its_validation_report() -> None:
     shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]["config"]
     assert (shipped["seed"], shipped["epochs"]) == (2, 50)  # C8's seed-2 run
     diff = compare(validation["runs"]["c8"], c7["runs"]["c7"])
-    low, high = diff["ci95"]
-    cell = f"{100 * diff['difference']:+.1f}\npoints [{100 * low:+.1f}, {100 * high:+.1f}], not apart".replace("-", "−")
-    assert not diff["apart"] and f"C8 minus C7, is **{cell}**" in section
+    cell, apart = welch_cell(diff, "\npoints ")
+    assert not apart and f"C8 minus C7, is **{cell}, not apart**" in section
 
 
 def test_the_dense_cfc_on_validation_is_its_report() -> None:
