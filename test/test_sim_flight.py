@@ -1,4 +1,5 @@
 """The simulated quadrotor: physics, inner controller, sensors, disturbances, repeatability."""
+import colorsys
 import math
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.sim.quadrotor import load_params
+from liquid_pilot.sim.scene import random_look
 from liquid_pilot.sim.world import Simulator
 
 OPEN = {"scene.obstacles": 0, "task.timeout_s": 60.0, "inject.gyro_noise": 0.0, "inject.accel_noise": 0.0}
@@ -161,3 +163,36 @@ def test_camera_is_body_fixed_and_its_aspect_matches_the_image() -> None:
 
     assert abs(sky_rows(level, 5) - sky_rows(level, 90)) <= 2
     assert abs(sky_rows(banked, 5) - sky_rows(banked, 90)) > 10
+
+
+def test_a_random_look_is_new_each_episode_the_same_for_a_seed_and_never_red() -> None:
+    """Domain randomisation (``scene.season: random``): each seed its own look, none of it the chair's red."""
+    sim = Simulator(load_scenario("forest_summer").with_overrides({"scene.season": "random"}))
+    looks = {}
+    for seed in (3, 3, 4):
+        sim.reset(seed)
+        looks.setdefault(seed, []).append(sim.scene.look)
+    sim.close()
+    assert looks[3][0] == looks[3][1] and looks[3][0] != looks[4][0]
+    draws = [random_look(np.random.default_rng(s)) for s in range(400)]
+    parts = [c for d in draws for c in (d["ground"], d["sky"], d["trunk"], *d["canopy"])]
+    hsv = np.array([colorsys.rgb_to_hsv(*c) for c in parts])
+    red = ((hsv[:, 0] < 30 / 360) | (hsv[:, 0] > 330 / 360)) & (hsv[:, 1] > 0.4)
+    assert not red.any()
+    grounds = np.array([d["ground"] for d in draws])
+    assert grounds.min(1).max() > 0.85 and grounds.max(1).min() < 0.3  # from snow-white to dark grounds
+    assert len({tuple(np.round(g, 3)) for g in grounds}) == len(draws)
+
+
+def test_the_named_looks_fly_as_before_the_random_one() -> None:
+    """A named season draws no colour: its layout, and so every flight recorded before, is unchanged."""
+    def first_frame(season: str) -> np.ndarray:
+        sim = Simulator(load_scenario("forest_summer").with_overrides({"scene.season": season}))
+        image = sim.reset(11).image
+        positions = [o.position.copy() for o in sim.scene.obstacles]
+        sim.close()
+        return image, np.array(positions)
+
+    summer, winter, random = first_frame("summer"), first_frame("winter"), first_frame("random")
+    assert np.array_equal(summer[1], winter[1]) and not np.array_equal(summer[0], winter[0])
+    assert not np.array_equal(summer[1], random[1])  # the random look takes one draw from the episode's stream

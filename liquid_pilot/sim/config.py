@@ -19,7 +19,7 @@ from liquid_pilot.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Range, Se
     read_yaml, setting
 
 SCENE_KINDS = ("forest", "urban")
-SEASONS = ("summer", "autumn", "winter", "spring", "dry")
+SEASONS = ("summer", "autumn", "winter", "spring", "dry", "random")
 TASK_KINDS = ("fly_to_target", "moving_target", "hike")
 
 
@@ -59,7 +59,8 @@ class SceneConfig:
     """What the scene holds and how it looks."""
 
     kind: str = setting("forest", "forest or urban", SCENE_KINDS)
-    season: str = setting("summer", "the forest's look (spring and dry are held out for validation)", SEASONS)
+    season: str = setting("summer", "the forest's look (spring and dry are held out for validation; random: "
+                          "a new look each episode, for training)", SEASONS)
     obstacles: int = setting(36, "trees or buildings", NON_NEGATIVE)
     light: float = setting(1.0, "scales the scene's lighting (renderer), 1 = normal", POSITIVE)
     radius: float = setting(14.0, "m: the scene's half size; leaving it ends the flight", Range(5))

@@ -1,4 +1,4 @@
-"""Procedural scenes from simple shapes (fast to render): forests in five looks, an urban block.
+"""Procedural scenes from simple shapes (fast to render): forests in five looks or a random one, an urban block.
 
 The layout comes from the episode's random generator. Obstacles keep clear of the flight
 corridors the task asks for, so every episode can be flown; the target is a red chair.
@@ -7,6 +7,7 @@ Scene bodies are visual only, in low-polygon meshes; collisions are checked agai
 """
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ LOOKS = {
                   canopy=[(0.62, 0.60, 0.56), (0.72, 0.66, 0.55), (0.50, 0.55, 0.62), (0.78, 0.76, 0.70)]),
 }
 TARGET_RED = (0.85, 0.08, 0.08)
+RANDOM_CANOPIES = 3  # canopy colours of a random look
 DISTRACTOR_REDS = [(0.80, 0.12, 0.10), (0.90, 0.15, 0.18), (0.75, 0.05, 0.12)]
 OCCLUDER = (0.30, 0.32, 0.30)
 CHAIR_PARTS = [  # half extents, centre; the chair's open front faces +x of its frame
@@ -40,6 +42,25 @@ CHAIR_PARTS = [  # half extents, centre; the chair's open front faces +x of its 
     *[([0.025, 0.025, 0.21], [0.18 * sx, 0.18 * sy, 0.21]) for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1))],
 ]
 CHAIR_BOX = ([0.25, 0.25, 0.46], 0.46)  # collision: half extents, centre height
+
+
+def random_look(rng: np.random.Generator) -> dict:
+    """Draw a forest look for domain randomisation: ground, sky, trunk and canopy colours, none of them red.
+
+    Hue is uniform; saturation and brightness are drawn per part within ranges wide enough to hold every named
+    look (a snow-white ground, a grey sky, orange leaves) without naming any of them. A saturated red (hue within
+    30 degrees of red, saturation above 0.4) is drawn again, so the chair and its look-alikes stay the only red
+    things in view.
+    """
+    def colour(saturation: tuple[float, float], value: tuple[float, float]) -> tuple[float, float, float]:
+        while True:
+            hue, sat, val = rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value)
+            if sat <= 0.4 or 30 / 360 < hue < 330 / 360:
+                return tuple(float(c) for c in colorsys.hsv_to_rgb(hue, sat, val))
+
+    return dict(ground=colour((0.0, 0.7), (0.25, 0.95)), sky=colour((0.0, 0.45), (0.55, 1.0)),
+                trunk=colour((0.0, 0.6), (0.12, 0.5)),
+                canopy=[colour((0.0, 0.9), (0.25, 0.95)) for _ in range(RANDOM_CANOPIES)])
 
 
 def _icosahedron() -> tuple[list[list[float]], list[int]]:
@@ -134,7 +155,10 @@ class Scene:
     def __init__(self, client: int, config: SceneConfig, rng: np.random.Generator,
                  corridors: list[tuple[np.ndarray, np.ndarray]], clearance: float = 1.4):
         self.client, self.config = client, config
-        self.look = LOOKS["urban" if config.kind == "urban" else config.season]
+        if config.kind == "forest" and config.season == "random":  # its own stream: the layout's draws stay whole
+            self.look = random_look(np.random.default_rng(int(rng.integers(2**63))))
+        else:
+            self.look = LOOKS["urban" if config.kind == "urban" else config.season]
         self.sky = np.array(self.look["sky"])
         self.obstacles: list[Obstacle] = []
         self.distractors: list[np.ndarray] = []  # (x, y, z) centres
