@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,15 @@ from cli_support import cli
 import torch
 
 from liquid_pilot.harness.collect import collect
+from liquid_pilot.data.dataset import load_flights
 from liquid_pilot.data.reader import Flight
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
-from liquid_pilot.nn.policy import PilotConfig
+from liquid_pilot.nn.policy import Pilot, PilotConfig
 from liquid_pilot.paths import data_dir
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import replay
-from liquid_pilot.train.trainer import TrainConfig, _with_camera_fov, load_train_config, train, training_fov
+from liquid_pilot.train.trainer import TrainConfig, _warmed_up, _with_camera_fov, load_train_config, \
+    saturated_features, train, training_fov
 
 FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1}
 
@@ -59,8 +62,29 @@ def test_a_run_that_did_not_learn_says_so(bags: Path, tmp_path: Path) -> None:
     assert summary["learnt"] is False
     assert summary["best_val_loss"] >= 0.9 * summary["mean_command_val_loss"]
     assert "warning: this run did not learn: its best validation loss" in log.getvalue()
+    assert "train again with another --seed" in log.getvalue()  # its CNN moved too little to saturate
     provenance = read_checkpoint(tmp_path / "p.pt")["provenance"]
     assert provenance["mean_command_val_loss"] == pytest.approx(summary["mean_command_val_loss"], abs=1e-6)
+
+
+def test_a_run_whose_cnn_saturated_is_told_to_warm_up(bags: Path, tmp_path: Path) -> None:
+    """The LTC-NCP's seed 1 in the study: the CNN's tanh features pinned at +-1 in the first epoch, the head fed
+    the same features whatever the frame. A learning rate far too high does the same to any head."""
+    log = io.StringIO()
+    config = load_train_config(None, {**FAST, "epochs": 2, "learning_rate": 0.3})
+    summary = train(config, [bags], tmp_path / "p.pt", cache_dir=tmp_path / "cache", log=log)
+    assert summary["learnt"] is False
+    assert re.search(r"its CNN's features saturated \((2[5-9]|3[0-2]) of 32 pinned at \+-1 on every frame\): "
+                     r"train again with a learning-rate warm-up \(warmup_steps: 150\)", log.getvalue())
+
+
+def test_saturated_features_counts_the_features_pinned_on_every_frame(bags: Path) -> None:
+    flights = load_flights([bags], size=(64, 64))
+    pilot = Pilot(PilotConfig(use_imu=False))
+    assert saturated_features(pilot, flights) == (0, 32)  # a fresh CNN: every feature follows the frames
+    with torch.no_grad():
+        pilot.encoder.fc.bias[:20] = 100.0  # twenty features pinned at +1 by tanh
+    assert saturated_features(pilot, flights) == (20, 32)
 
 
 def test_the_mean_command_loss_is_the_loss_of_always_commanding_the_training_mean() -> None:
@@ -92,15 +116,35 @@ def test_a_frame_normalised_training_reads_no_frame_for_image_statistics(
         _train(bags, tmp_path / "q.pt", epochs=1)
 
 
-def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_path: Path) -> None:
-    _train(bags, tmp_path / "straight" / "p.pt", epochs=3)
-    _train(bags, tmp_path / "resumed" / "p.pt", epochs=2)  # as if cut after two epochs
-    summary = _train(bags, tmp_path / "resumed" / "p.pt", epochs=3, resume=True)  # only epoch 3 runs
+@pytest.mark.parametrize("warmup", [0, 1000])  # 1000 steps: the cut falls inside the warm-up
+def test_resuming_gives_the_same_pilot_as_an_uninterrupted_run(bags: Path, tmp_path: Path, warmup: int) -> None:
+    _train(bags, tmp_path / "straight" / "p.pt", epochs=3, warmup_steps=warmup)
+    _train(bags, tmp_path / "resumed" / "p.pt", epochs=2, warmup_steps=warmup)  # as if cut after two epochs
+    summary = _train(bags, tmp_path / "resumed" / "p.pt", epochs=3, resume=True,
+                     warmup_steps=warmup)  # only epoch 3 runs
     assert summary["epochs"] == 3
     a = torch.load(tmp_path / "straight" / "p.state.pt", weights_only=False)["pilot"]
     b = torch.load(tmp_path / "resumed" / "p.state.pt", weights_only=False)["pilot"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_the_warm_up_raises_the_rate_step_by_step_and_leaves_the_decay_as_it_was() -> None:
+    """Each of the first N steps moves a weight by (k + 1) / N of the schedule's rate; then the schedule's own."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.5)
+    moves = []
+    for epoch in range(3):
+        for index in range(2):  # two steps an epoch; a gradient of 1 moves the weight by the rate
+            before = float(weight)
+            weight.grad = torch.ones(1)
+            with _warmed_up(optimizer, epoch * 2 + index, warmup_steps=4):
+                optimizer.step()
+            moves.append(round(before - float(weight), 6))
+        scheduler.step()
+    assert moves == [0.025, 0.05, 0.0375, 0.05, 0.025, 0.025]  # 0.1 x 1/4, 2/4; 0.05 x 3/4, 4/4; 0.025 after
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
 
 
 def test_a_run_resumes_on_other_threads_but_not_with_another_recipe(bags: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ the cache, read window by window (``data.shards``).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -31,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -71,6 +72,9 @@ class TrainConfig:
     learning_rate: float = setting(2e-3, "AdamW's learning rate (1e-2 collapses the CNN's features early)", POSITIVE)
     lr_decay: float = setting(0.95, "learning-rate multiplier per epoch (exponential decay)", Range(0.0, 1.0,
                                                                                                     open_low=True))
+    warmup_steps: int = setting(0, "optimisation steps over which the learning rate rises linearly to its value "
+                                "(0: none); a warm-up keeps an LTC-NCP's CNN features from saturating in the first "
+                                "epoch (docs/training.md)", Range(0))
     weight_decay: float = setting(0.0, "AdamW's decoupled weight decay", NON_NEGATIVE)
     grad_clip: float = setting(1.0, "gradient norm clip; 0: none", NON_NEGATIVE)
     val_fraction: float = setting(0.15, "share of the flights held out for validation", Range(0.0, 1.0,
@@ -329,6 +333,24 @@ def _resume(state_path: Path, config_dict: dict[str, Any], runtime: Runtime) -> 
     return saved
 
 
+@contextlib.contextmanager
+def _warmed_up(optimizer: torch.optim.Optimizer, step: int, warmup_steps: int) -> Iterator[None]:
+    """Scale the learning rate by (step + 1) / warmup_steps for one optimisation step, during the warm-up.
+
+    The schedule's own rate is put back after the step, so the per-epoch decay goes on from it unchanged, and the
+    factor is a function of the step's place in the run alone: a resumed run warms up as an uninterrupted one.
+    """
+    factor = (step + 1) / warmup_steps if step < warmup_steps else 1.0
+    rates = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+    try:
+        yield
+    finally:
+        for group, rate in zip(optimizer.param_groups, rates):
+            group["lr"] = rate
+
+
 def check_batch(config: TrainConfig, runtime: Runtime) -> None:
     if config.batch_size % runtime.world_size:
         raise ValueError(f"batch_size {config.batch_size} does not split over {runtime.world_size} processes: set "
@@ -455,7 +477,7 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
         losses = []
         bar = tqdm(zip(loader, plan, spans), total=len(plan), desc=f"epoch {epoch + 1}/{config.epochs}", file=log,
                    leave=False, unit="batch", disable=not runtime.main)
-        for batch, whole, (a, z) in bar:
+        for index, (batch, whole, (a, z)) in enumerate(bar):
             draw = draw_augmentation(len(whole), length, config.augment, generator)
             batch = _on(batch, device)
             images, batch["imu"] = apply_augmentation(batch["images"], batch["imu"],
@@ -467,7 +489,8 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
             scaler.unscale_(optimizer)
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
-            scaler.step(optimizer)
+            with _warmed_up(optimizer, epoch * len(plan) + index, config.warmup_steps):
+                scaler.step(optimizer)
             scaler.update()
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         train_seconds = time.perf_counter() - started
@@ -508,10 +531,16 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
         _plot_losses(history, out.with_suffix(".loss.png"))
     learnt = best < LEARNT_BELOW * reference
     if not learnt:
+        saturated, features = saturated_features(pilot, val_set.flights or train_set.flights)
+        why = (f"; its CNN's features saturated ({saturated} of {features} pinned at +-1 on every frame): "
+               f"train again with a learning-rate warm-up (warmup_steps: 150) or a lower learning_rate "
+               f"(docs/training.md)"
+               if saturated > features // 2 else
+               "; train again with another --seed (an LTC-NCP run in five did this in docs/results/best_pilot/), "
+               "or for more epochs")
         print(f"warning: this run did not learn: its best validation loss {best:.5f} is no better than always "
-              f"commanding the training flights' mean command ({reference:.5f}), and its pilot will not fly; train "
-              f"again with another --seed (an LTC-NCP run in five did this in docs/results/best_pilot/), "
-              f"or for more epochs", file=log)
+              f"commanding the training flights' mean command ({reference:.5f}), and its pilot will not fly{why}",
+              file=log)
     return {"best_val_loss": best, "epochs": len(history), "seconds": elapsed, "checkpoint": str(out),
             "history": history, "mean_command_val_loss": reference, "learnt": learnt}
 
@@ -519,6 +548,27 @@ def train_flights(config: TrainConfig, flights: list[Flight], out: str | Path, r
 LEARNT_BELOW = 0.9  # a run learnt when its best validation loss is under this share of the mean command's
 # (the 30 runs of every head on C7's data, docs/results/best_pilot/ round 5: 0.26-0.48 of it for the 29 that fly, 1.02
 # for the LTC-NCP run that flies no episode)
+
+
+SATURATED_ABOVE = 0.99  # a feature whose tanh is beyond +-this on every frame is pinned: no frame moves it
+
+
+@torch.no_grad()
+def saturated_features(pilot: Pilot, flights: list[Flight], frames: int = 256) -> tuple[int, int]:
+    """Count the CNN's features pinned at the flat ends of their tanh on ``frames`` frames spread across ``flights``.
+
+    Returns (pinned, total). A CNN pushed into its output tanh's flat ends early in training gives the head the
+    same features whatever it sees, and no gradient to leave them: the run learns the mean command and stays there.
+    """
+    each = -(-frames // len(flights))  # evenly spaced frames of every flight, read from its (mapped) frames alone
+    images = np.concatenate([f.images[np.linspace(0, len(f.images) - 1, min(each, len(f.images))).astype(int)]
+                             for f in flights])[:frames]
+    device = next(pilot.parameters()).device
+    was_training = pilot.training
+    pilot.eval()
+    features = pilot.encoder(pilot._normalised(torch.as_tensor(images, device=device))).float()
+    pilot.train(was_training)
+    return int((features.abs() > SATURATED_ABOVE).all(0).sum()), features.shape[1]
 
 
 def mean_command_loss(train: list[Flight], validation: list[Flight], command_scale: Any) -> float:
