@@ -357,3 +357,17 @@ def test_the_model_cards_table_is_the_shipped_files() -> None:
         assert row[3] == f"{epochs} ({made['epoch']})", row[0]
         assert row[4] == f"{made['val_loss']:.5f}", row[0]
         assert row[5].startswith(f"{made['train_seconds'] / 60:.1f} min"), row[0]
+
+
+def test_the_warmed_up_ltc_run_is_its_report() -> None:
+    """Round 7: the LTC-NCP's seed 1 trained with a warm-up; the study page, README and results quote its report."""
+    ood = report("best_pilot/round7/ltc_warmup/easy")["ood_mean"]["ltc_ncp_warmup_seed1"]
+    flown = f"{100 * ood['success_rate']:.0f}%"
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert f"**{flown} out of distribution** (the same seed without it 0%" in page
+    without = report("best_pilot/round5/ltc_ncp/easy")["ood_mean"]["ltc_ncp_c7_seed1"]["success_rate"]
+    assert without == 0.0 and ood["episodes"] == 190
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    results = " ".join((ROOT / "docs/results.md").read_text().split())
+    assert f"the same run learns and flies {flown} of the easy tier" in readme
+    assert f"makes the same run learn: {flown} of the easy tier" in results
