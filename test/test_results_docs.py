@@ -371,3 +371,47 @@ def test_the_warmed_up_ltc_run_is_its_report() -> None:
     results = " ".join((ROOT / "docs/results.md").read_text().split())
     assert f"the same run learns and flies {flown} of the easy tier" in readme
     assert f"makes the same run learn: {flown} of the easy tier" in results
+
+
+def test_the_round_seven_choice_is_its_validation_report() -> None:
+    """C9's runs flew C8's fourteen conditions and episodes; 1344 against 1351 keeps C8, whose file stays shipped."""
+    from liquid_pilot.eval.runs import compare
+    from liquid_pilot.nn.checkpoint import read_checkpoint
+
+    validation, section = check_validation_table(7, [f"c9_seed{s}" for s in range(5)])
+    c8 = report("best_pilot/round6/validation")
+    assert validation["conditions"] == c8["conditions"]
+    wins = (sum(successes(validation, f"c9_seed{s}") for s in range(5)),
+            sum(successes(c8, f"c8_seed{s}") for s in range(5)))
+    assert wins == (1344, 1351) and "**C9 scored 1344 of 1400 (96.0%) against C8's 1351 (96.5%): by the rule, C8" \
+        in section
+    shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]
+    assert (shipped["config"]["seed"], shipped["config"]["epochs"]) == (2, 50)  # still C8's seed-2 run
+    cell, apart = welch_cell(compare(validation["runs"]["c9"], c8["runs"]["c8"]), "\npoints ")
+    assert not apart and f"C9 minus C8, is **{cell}, not apart**" in section
+
+
+def test_the_round_seven_table_and_fresh_seeds_are_their_reports() -> None:
+    """C9's five runs on the tiers beside C8's, their Welch intervals, the winter forest, and C9's would-be shipped
+    run (seed 2) on the fresh seeds."""
+    check_round_table("round7/tiers", "| recipe (round 7) | runs |", ["c8", "c9"], {"c8": "round6/tiers"})
+    from liquid_pilot.eval.runs import compare
+
+    cells = [welch_cell(compare(report(f"best_pilot/round7/tiers/{tier}")["runs"]["c9"],
+                                report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"]))
+             for tier in ("easy", "hard", "search")]
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert not any(apart for _, apart in cells)
+    assert (f"C9 minus C8 over runs (points): easy tier {cells[0][0]}, hard tier {cells[1][0]},\n"
+            f"hard searches {cells[2][0]}: none apart") in page
+    easy = report("best_pilot/round7/tiers/easy")["summary"]
+    winter = [easy[f"c9_seed{s}"]["forest_winter"]["successes"] for s in range(5)]
+    assert winter == [10] * 5 and "winter forest 50 of 50 episodes" in page
+    ood = report("best_pilot/round7/fresh/ood")["summary"]["c9_seed2"]
+    hard = report("best_pilot/round7/fresh/hard")["summary"]["c9_seed2"]
+    searches = ("hard_behind_left", "hard_behind_right")
+    flown = (sum(v["successes"] for v in ood.values()),
+             sum(v["successes"] for c, v in hard.items() if c not in searches),
+             sum(hard[c]["successes"] for c in searches))
+    assert (f"**{flown[0]}/95 out of\ndistribution**" in page and f"**{flown[1]}/35 on the hard\ntier**" in page
+            and f"**{flown[2]}/10 on the two searches**" in page)
