@@ -415,3 +415,18 @@ def test_the_round_seven_table_and_fresh_seeds_are_their_reports() -> None:
              sum(hard[c]["successes"] for c in searches))
     assert (f"**{flown[0]}/95 out of\ndistribution**" in page and f"**{flown[1]}/35 on the hard\ntier**" in page
             and f"**{flown[2]}/10 on the two searches**" in page)
+
+
+def test_the_feed_forward_at_fifty_epochs_is_its_reports() -> None:
+    """Round 7: the feed-forward's five runs continued to 50 epochs, beside C8, and their Welch intervals."""
+    check_round_table("round7/ff_50_epochs", "| recipe (round 7, 50 epochs) | runs |", ["c8", "ff_c8"],
+                      {"c8": "round6/tiers"})
+    from liquid_pilot.eval.runs import compare
+
+    cells = [welch_cell(compare(report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"],
+                                report(f"best_pilot/round7/ff_50_epochs/{tier}")["runs"]["ff_c8"]))
+             for tier in ("easy", "hard", "search")]
+    assert [apart for _, apart in cells] == [True, False, False]
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert (f"CfC-NCP minus feed-forward over runs (points): easy tier **{cells[0][0]} (apart)**, hard\n"
+            f"tier {cells[1][0]}, hard searches {cells[2][0]}.") in page
