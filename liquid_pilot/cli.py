@@ -110,12 +110,12 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _sim(args: argparse.Namespace) -> None:
-    from liquid_pilot.sim.config import list_hard, list_scenarios, list_training, list_validation, load_scenario
+    from liquid_pilot.sim.config import list_all, load_scenario
     from liquid_pilot.sim.episode import ExpertPolicy, fly
     from liquid_pilot.sim.world import Simulator
 
     if args.list:
-        for name in list_scenarios() + list_validation() + list_hard() + list_training():
+        for name in list_all():
             print(f"{name:20s} {load_scenario(name).description}")
         return
     scenario = _scenario(args)

@@ -31,6 +31,10 @@ def test_conditions_expand_and_unknown_ones_are_refused() -> None:
     hard = resolve_conditions(["hard"])
     assert len(hard) >= 9 and not set(hard) & (set(everything) | set(held_out))  # a tier of its own
     assert resolve_conditions(["hard_far", "wind"]) == ["hard_far", "wind"]
+    second = resolve_conditions(["validation2"])  # a group of its own: `validation` flies what it always flew
+    assert len(second) == 6 and not set(second) & (set(everything) | set(held_out) | set(hard))
+    assert resolve_conditions(["validation", "validation2"]) == held_out + second
+    assert resolve_conditions(["ash", "spring"]) == ["ash", "spring"]
     with pytest.raises(ValueError, match="unknown condition 'moon'"):
         resolve_conditions(["moon"])
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from liquid_pilot.sim.config import InjectConfig, SceneConfig, Scenario, ScenarioError, SimConfig, TaskConfig, \
-    list_hard, list_scenarios, list_training, list_validation, load_scenario
+    list_all, list_hard, list_scenarios, list_training, list_validation, list_validation2, load_scenario
 
 EXPECTED = {"forest_summer", "forest_autumn", "forest_winter", "urban", "range", "rotated_target",
             "occluded_target", "moving_target", "hike", "distractors", "image_noise", "dark", "bright", "blur",
@@ -31,6 +31,35 @@ def test_validation_conditions_are_held_out_from_the_test_scenarios() -> None:
     slow = {load_scenario(n).sim.camera_hz for n in held_out} - table_rates
     assert slow and min(slow) < load_scenario("forest_summer").sim.camera_hz  # a slow camera no table condition has
     assert not {load_scenario(n).scene.season for n in list_scenarios()} & {"spring", "dry"}
+
+
+def test_the_second_validation_set_is_held_out_and_shifts_beyond_the_first() -> None:
+    """Round 8's set: looks no training or test flight has, one outside the random looks' range, deeper dusk, far."""
+    import colorsys
+
+    from liquid_pilot.sim.scene import LOOKS
+
+    second = list_validation2()
+    assert set(second) == {"ash", "frost", "sunset", "dusk", "far_summer", "search_ash_right"}
+    others = set(list_scenarios()) | set(list_validation()) | set(list_hard()) | set(list_training())
+    assert not set(second) & others and sorted(list_all()) == sorted(others | set(second))
+    looks = {load_scenario(n).scene.season for n in second}
+    used = {load_scenario(n).scene.season for n in others}
+    assert {"ash", "frost", "sunset"} <= looks and not {"ash", "frost", "sunset"} & used
+    for name in second:
+        scenario = load_scenario(name)
+        assert scenario.name == name and scenario.description.startswith("Validation 2")
+    ash, frost, sunset = LOOKS["ash"], LOOKS["frost"], LOOKS["sunset"]
+    assert max(ash["ground"]) < 0.25  # darker than the random looks' darkest ground (scene.random_look)
+    assert min(frost["ground"]) > max(frost["sky"])  # a ground brighter than its sky
+    hue, saturation, _ = colorsys.rgb_to_hsv(*sunset["sky"])
+    assert saturation > 0.45 and hue < 30 / 360  # warmer and more saturated than any random sky
+    dusk, dark, hard_dark = (load_scenario(n).scene.light for n in ("dusk", "dark", "hard_dark"))
+    assert hard_dark < dusk < dark
+    far, wide = load_scenario("far_summer"), load_scenario("far_wide")
+    assert far.scene.season == "summer" and far.task.start_distance[0] > wide.task.start_distance[1]
+    search = load_scenario("search_ash_right").task
+    assert min(abs(b) for b in search.start_bearing_deg) > 40  # out of the first view
 
 
 HARD = {"hard_far", "hard_behind_left", "hard_behind_right", "hard_dense", "hard_noise_blur", "hard_dark",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from liquid_pilot.workers import Progress, Spread, run
-from liquid_pilot.sim.config import list_hard, list_scenarios, list_validation, load_scenario
+from liquid_pilot.sim.config import list_hard, list_scenarios, list_validation, list_validation2, load_scenario
 from liquid_pilot.sim.episode import ExpertPolicy, fly
 from liquid_pilot.sim.world import Simulator
 
@@ -34,9 +34,10 @@ def resolve_conditions(names: list[str]) -> list[str]:
     """Expand the groups of conditions and check the rest.
 
     ``all`` is every test scenario, ``ood`` all but the training one, ``validation`` the held-out
-    conditions for choosing recipes, ``hard`` the hard tier (longer, harder and combined shifts).
+    conditions for choosing recipes, ``validation2`` the second, harder held-out set (new looks, dusk, a farther
+    chair), ``hard`` the hard tier (longer, harder and combined shifts).
     """
-    available, held_out, hard = list_scenarios(), list_validation(), list_hard()
+    available, held_out, held_out2, hard = list_scenarios(), list_validation(), list_validation2(), list_hard()
     out: list[str] = []
     for name in names:
         if name == "all":
@@ -45,14 +46,17 @@ def resolve_conditions(names: list[str]) -> list[str]:
             out += [s for s in available if s != IN_DISTRIBUTION]
         elif name == "validation":
             out += held_out
+        elif name == "validation2":
+            out += held_out2
         elif name == "hard":
             out += hard
-        elif name in available or name in held_out or name in hard:
+        elif name in available or name in held_out or name in held_out2 or name in hard:
             out.append(name)
         else:
             raise ValueError(f"unknown condition {name!r}; conditions are scenarios ({', '.join(available)}), "
-                             f"validation conditions ({', '.join(held_out)}), hard conditions ({', '.join(hard)}), "
-                             f"'all', 'ood', 'validation' or 'hard'")
+                             f"validation conditions ({', '.join(held_out)}), second validation set "
+                             f"({', '.join(held_out2)}), hard conditions ({', '.join(hard)}), "
+                             f"'all', 'ood', 'validation', 'validation2' or 'hard'")
     return list(dict.fromkeys(out))
 
 

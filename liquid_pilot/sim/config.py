@@ -19,7 +19,7 @@ from liquid_pilot.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Range, Se
     read_yaml, setting
 
 SCENE_KINDS = ("forest", "urban")
-SEASONS = ("summer", "autumn", "winter", "spring", "dry", "random")
+SEASONS = ("summer", "autumn", "winter", "spring", "dry", "ash", "frost", "sunset", "random")
 TASK_KINDS = ("fly_to_target", "moving_target", "hike")
 
 
@@ -59,8 +59,9 @@ class SceneConfig:
     """What the scene holds and how it looks."""
 
     kind: str = setting("forest", "forest or urban", SCENE_KINDS)
-    season: str = setting("summer", "the forest's look (spring and dry are held out for validation; random: "
-                          "a new look each episode, for training)", SEASONS)
+    season: str = setting("summer", "the forest's look (spring and dry are held out for validation, ash, frost "
+                          "and sunset for the second validation set; random: a new look each episode, for training)",
+                          SEASONS)
     obstacles: int = setting(36, "trees or buildings", NON_NEGATIVE)
     light: float = setting(1.0, "scales the scene's lighting (renderer), 1 = normal", POSITIVE)
     radius: float = setting(14.0, "m: the scene's half size; leaving it ends the flight", Range(5))
@@ -168,6 +169,15 @@ def validation_dir() -> Path:
     return data_dir("sim") / "validation"
 
 
+def validation2_dir() -> Path:
+    """Return the second validation set's folder (issue 25, round 8): looks, light and distances beyond the first's.
+
+    Held out like ``validation/`` (never trained on, never in the results table); a group of its own so that the
+    earlier rounds' ``--conditions validation`` still fly the episodes they reported.
+    """
+    return data_dir("sim") / "validation2"
+
+
 def hard_dir() -> Path:
     """Return the hard tier's folder: longer, harder and combined shifts; never in all, ood or validation."""
     return data_dir("sim") / "hard"
@@ -178,38 +188,53 @@ def training_dir() -> Path:
     return data_dir("sim") / "training"
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
 def list_scenarios() -> list[str]:
     """Return the test conditions: the scenarios of the results table."""
-    return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
+    return _names(scenario_dir())
 
 
 def list_validation() -> list[str]:
     """Return the held-out validation conditions."""
-    return sorted(p.stem for p in validation_dir().glob("*.yaml"))
+    return _names(validation_dir())
+
+
+def list_validation2() -> list[str]:
+    """Return the second validation set's conditions."""
+    return _names(validation2_dir())
 
 
 def list_hard() -> list[str]:
     """Return the hard-tier conditions."""
-    return sorted(p.stem for p in hard_dir().glob("*.yaml"))
+    return _names(hard_dir())
 
 
 def list_training() -> list[str]:
     """Return the training-only scenarios."""
-    return sorted(p.stem for p in training_dir().glob("*.yaml"))
+    return _names(training_dir())
+
+
+def condition_dirs() -> tuple[Path, ...]:
+    """Return every folder of named conditions, in the order a name is looked up."""
+    return scenario_dir(), validation_dir(), validation2_dir(), hard_dir(), training_dir()
+
+
+def list_all() -> list[str]:
+    """Return every named condition: the test scenarios, both validation sets, the hard tier, training-only."""
+    return [name for folder in condition_dirs() for name in _names(folder)]
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by name (``NAME.yaml`` in ``sim/scenarios/``, ``validation/``, ``hard/`` or ``training/``).
-
-    Or from a YAML file's path.
-    """
+    """Load a scenario by name (``NAME.yaml`` in one of ``condition_dirs()``) or from a YAML file's path."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        found = [d / f"{name_or_path}.yaml" for d in (scenario_dir(), validation_dir(), hard_dir(), training_dir())]
+        found = [d / f"{name_or_path}.yaml" for d in condition_dirs()]
         path = next((f for f in found if f.is_file()), found[0])
         if not path.is_file():
-            names = list_scenarios() + list_validation() + list_hard() + list_training()
-            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(names)}")
+            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(list_all())}")
     elif not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file")
     try:

@@ -29,6 +29,15 @@ LOOKS = {
                    canopy=[(0.45, 0.70, 0.30), (0.92, 0.78, 0.84), (0.55, 0.78, 0.35)]),
     "dry": dict(ground=(0.62, 0.55, 0.35), sky=(0.78, 0.80, 0.78), trunk=(0.30, 0.24, 0.18),
                 canopy=[(0.42, 0.45, 0.20), (0.55, 0.52, 0.25), (0.35, 0.38, 0.18)]),
+    # Held out for the second validation set (sim/validation2/, issue 25 round 8). Ash: a burnt forest, its ground
+    # and trunks darker than any random look's; frost: a frosted ground brighter than an overcast sky under dark
+    # conifers; sunset: a warm orange sky, more saturated than any random look's, over a shaded forest.
+    "ash": dict(ground=(0.20, 0.19, 0.18), sky=(0.70, 0.70, 0.68), trunk=(0.10, 0.09, 0.09),
+                canopy=[(0.30, 0.28, 0.25), (0.22, 0.22, 0.20), (0.40, 0.36, 0.30)]),
+    "frost": dict(ground=(0.85, 0.87, 0.90), sky=(0.66, 0.69, 0.74), trunk=(0.25, 0.22, 0.20),
+                  canopy=[(0.15, 0.30, 0.20), (0.55, 0.62, 0.60), (0.20, 0.35, 0.25)]),
+    "sunset": dict(ground=(0.38, 0.36, 0.20), sky=(0.95, 0.62, 0.42), trunk=(0.30, 0.20, 0.14),
+                   canopy=[(0.20, 0.35, 0.12), (0.30, 0.40, 0.15), (0.18, 0.28, 0.10)]),
     "urban": dict(ground=(0.40, 0.40, 0.42), sky=(0.66, 0.74, 0.84), trunk=(0.25, 0.25, 0.27),
                   canopy=[(0.62, 0.60, 0.56), (0.72, 0.66, 0.55), (0.50, 0.55, 0.62), (0.78, 0.76, 0.70)]),
 }
