@@ -18,7 +18,12 @@
 #             them with its search rule (--search left) kept for a chair lost after a sighting: once it has been
 #             out of view 1 s, the search turn until it is in view again (--search-after-lost 1; round 5, C7:
 #             round 4's C6 labelled those frames by the shortest turn to the chair, and its pilots stopped searching)
-# usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone)
+#   random/   100 expert flights, each in a random forest look (--set scene.season=random: ground, sky, trunk and
+#             canopy colours drawn per flight; best-pilot study, rounds 7 and 8, C9): 50 plain (seeds 50000-50049),
+#             25 with look-alikes (51000-51024), 25 searches (52000-52012 left, 53000-53011 right); no pilot drives
+#             them, so they are collected whatever ROUNDS is, and no driver above learns from them
+# usage: config/collect.sh [OUT] [ROUNDS]    (OUT: bags/, ROUNDS: 2; 0 gives the expert's flights alone: expert/,
+#        search/ and random/)
 # Interrupted, the same command continues: finished bags are kept and a round's training resumes.
 set -euo pipefail
 out=${1:-bags}
@@ -50,3 +55,8 @@ if [ "$rounds" -ge 2 ]; then
   liquid-pilot collect --scenario far_long --episodes 100 --seed 40000 --driver "$out/far_driver.pt" --search left \
       --search-after-lost 1 --out "$out/far_lost" "${hold[@]}"
 fi
+look=(--set task.hold_s=2.5 --set scene.season=random --out "$out/random")
+liquid-pilot collect --scenario forest_summer --episodes 50 --seed 50000 "${look[@]}"
+liquid-pilot collect --scenario distractors --episodes 25 --seed 51000 "${look[@]}"
+liquid-pilot collect --scenario search_left --search left --episodes 13 --seed 52000 "${look[@]}"
+liquid-pilot collect --scenario search_right --search left --episodes 12 --seed 53000 "${look[@]}"

@@ -647,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="fly models in conditions on the same seeds; Markdown/JSON report, heat map")
     p.add_argument("--models", nargs="+", required=True, help="checkpoints, or 'expert'")
     p.add_argument("--conditions", nargs="+", default=["all"],
-                   help="scenario names, 'all', 'ood', or 'validation' (the held-out conditions for choosing "
-                        "recipes; use another --seed than the table's) (default: all)")
+                   help="scenario names, 'all', 'ood', 'hard' (the hard tier), or 'validation' and 'validation2' "
+                        "(the two held-out sets for choosing recipes; use another --seed than the table's) "
+                        "(default: all)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per model and condition (default 50)")
     p.add_argument("--out", required=True, help="folder for episodes.jsonl and the report (resumes if present)")
     p.add_argument("--seed", type=int, default=100_000, help="first episode seed (default 100000)")

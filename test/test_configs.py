@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,10 @@ def test_round_twos_candidate_differs_from_c3_where_it_says() -> None:
 def test_the_default_is_c3_with_each_frame_standardised_trained_twice_as_long() -> None:
     # Round 3 chose C5: C3 with frame_norm, nothing else; round 4's C6 is C5's config on more data (a far DAgger
     # round), round 5's C7 the same with that round's labels searching again (collect.sh's far_lost/) and round 6's
-    # C8 C7 trained for 50 epochs; seed: the shipped run's (round 6's best of five on validation, as before)
+    # C8 C7 trained for 50 epochs; round 8's C9 is C8's config on one more folder (random/); seed: the shipped run's,
+    # round 8's best of five on validation (3; C3's and C8's shipped runs were seed 2)
     changed = {k: v for k, v in config("train.yaml").items() if config("train_cfc_ncp_c3.yaml")[k] != v}
-    assert changed == {"pilot.frame_norm": True, "epochs": 50}  # and the seed, 2: C3's shipped run's too
+    assert changed == {"pilot.frame_norm": True, "epochs": 50, "seed": 3}
 
 
 def test_collect_trains_each_driver_with_the_recipe_its_data_were_collected_with() -> None:
@@ -107,6 +109,11 @@ def test_collect_trains_each_driver_with_the_recipe_its_data_were_collected_with
     assert "--scenario far_long --episodes 100 --seed 40000" in far and "--search left" in far
     # Round 5 (C7): the expert searches again once the chair has been out of view 1 s, into far_lost/.
     assert "--search-after-lost 1 --out \"$out/far_lost\"" in far
+    # Round 8 (C9): the expert's 100 flights in random looks, whatever ROUNDS is, and after every driver's training.
+    looks = far.split("fi\n")[-1]
+    assert "--set scene.season=random --out \"$out/random\"" in looks and "--driver" not in looks
+    flights = [(int(n), int(seed)) for n, seed in re.findall(r"--episodes (\d+) --seed (\d+)", looks)]
+    assert flights == [(50, 50000), (25, 51000), (13, 52000), (12, 53000)]  # the study's random/ (round 7)
 
 
 def test_the_papers_network_and_the_image_only_pilot_differ_only_where_they_say() -> None:

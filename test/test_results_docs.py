@@ -257,11 +257,12 @@ def test_the_round_six_baselines_table_is_its_reports() -> None:
 
 
 def test_the_shipped_runs_fresh_seeds_are_the_targets_table() -> None:
-    """The targets table's first three rows: the shipped run's fresh-seed reports of the latest round."""
+    """The targets table: the shipped run's fresh-seed reports of the latest round (round 8: C9's seed 3), then the
+    recipe's five runs on the tiers (round 7's C9 reports)."""
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     rows = table(page, "| target | measured | met |")
-    ood = report("best_pilot/round6/fresh/ood")["summary"]["cfc_ncp"]
-    hard = report("best_pilot/round6/fresh/hard")["summary"]["cfc_ncp"]
+    ood = report("best_pilot/round8/fresh/ood")["summary"]["c9_seed3"]
+    hard = report("best_pilot/round8/fresh/hard")["summary"]["c9_seed3"]
     searches = ("hard_behind_left", "hard_behind_right")
     counts = [(sum(v["successes"] for v in ood.values()), sum(v["episodes"] for v in ood.values())),
               (sum(v["successes"] for c, v in hard.items() if c not in searches), 35),
@@ -269,13 +270,16 @@ def test_the_shipped_runs_fresh_seeds_are_the_targets_table() -> None:
     assert len(ood) == 19 and len(hard) == 9
     for row, (won, n) in zip(rows[:3], counts):
         assert row[1].startswith(f"{won}/{n} ({100 * won / n:.1f}%)"), row[1]
+    for row, tier in zip(rows[3:], ("easy", "hard")):
+        assert row[1].startswith(over_runs(report(f"best_pilot/round7/tiers/{tier}")["runs"]["c9"]["ood"])), row[1]
+    assert [row[2] for row in rows] == ["yes"] * 5  # each target against its threshold: 95, 85, 50, 95, 85%
+    assert counts[0][0] / 95 >= 0.95 and counts[1][0] / 35 >= 0.85 and counts[2][0] / 10 >= 0.5
 
 
 def test_the_round_six_choice_is_its_validation_report() -> None:
     """C8's runs flew C7's fourteen conditions and episodes; the rule's sums (1351 against 1332), the shipped run
     (the best on validation) and the Welch interval over runs are the reports'."""
     from liquid_pilot.eval.runs import compare
-    from liquid_pilot.nn.checkpoint import read_checkpoint
 
     validation, section = check_validation_table(6, [f"c8_seed{s}" for s in range(5)])
     c7 = report("best_pilot/round5/validation")
@@ -284,9 +288,7 @@ def test_the_round_six_choice_is_its_validation_report() -> None:
             sum(successes(c7, f"c7_seed{s}") for s in range(5)))
     assert wins == (1351, 1332) and "**C8 scored 1351 of 1400 (96.5%) against C7's 1332 (95.1%)" in section
     best = max(range(5), key=lambda s: (successes(validation, f"c8_seed{s}"), -s))
-    assert best == 2 and "**c8_seed2** (shipped)" in section
-    shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]["config"]
-    assert (shipped["seed"], shipped["epochs"]) == (2, 50)  # C8's seed-2 run
+    assert best == 2 and "**c8_seed2** (shipped)" in section  # shipped until round 8 (git history)
     diff = compare(validation["runs"]["c8"], c7["runs"]["c7"])
     cell, apart = welch_cell(diff, "\npoints ")
     assert not apart and f"C8 minus C7, is **{cell}, not apart**" in section
@@ -376,7 +378,6 @@ def test_the_warmed_up_ltc_run_is_its_report() -> None:
 def test_the_round_seven_choice_is_its_validation_report() -> None:
     """C9's runs flew C8's fourteen conditions and episodes; 1344 against 1351 keeps C8, whose file stays shipped."""
     from liquid_pilot.eval.runs import compare
-    from liquid_pilot.nn.checkpoint import read_checkpoint
 
     validation, section = check_validation_table(7, [f"c9_seed{s}" for s in range(5)])
     c8 = report("best_pilot/round6/validation")
@@ -385,10 +386,72 @@ def test_the_round_seven_choice_is_its_validation_report() -> None:
             sum(successes(c8, f"c8_seed{s}") for s in range(5)))
     assert wins == (1344, 1351) and "**C9 scored 1344 of 1400 (96.0%) against C8's 1351 (96.5%): by the rule, C8" \
         in section
-    shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]
-    assert (shipped["config"]["seed"], shipped["config"]["epochs"]) == (2, 50)  # still C8's seed-2 run
     cell, apart = welch_cell(compare(validation["runs"]["c9"], c8["runs"]["c8"]), "\npoints ")
     assert not apart and f"C9 minus C8, is **{cell}, not apart**" in section
+
+
+def test_the_round_eight_choice_is_its_validation_report() -> None:
+    """C8's and C9's runs on both validation sets: the first set repeats rounds 6 and 7 to the episode, the totals
+    (1935 against 1902) choose C9, its best run (seed 3) is the shipped file, and the Welch intervals are eval's."""
+    from liquid_pilot.eval.runs import across_runs, compare
+    from liquid_pilot.nn.checkpoint import read_checkpoint
+    from liquid_pilot.sim.config import list_validation, list_validation2
+
+    validation = report("best_pilot/round8/validation")
+    first, second = list_validation(), list_validation2()
+    assert validation["conditions"] == first + second
+    earlier = {"c8": report("best_pilot/round6/validation"), "c9": report("best_pilot/round7/validation")}
+    runs = [f"{r}_seed{s}" for r in ("c8", "c9") for s in range(5)]
+    for run in runs:  # deterministic: the same episodes give the same flights (float sums aside, in another order)
+        for c in first:
+            now, then = validation["summary"][run][c], earlier[run[:2]]["summary"][run][c]
+            assert (now["successes"], now["failures"]) == (then["successes"], then["failures"]), (run, c)
+            assert now["final_distance"] == pytest.approx(then["final_distance"], rel=1e-9), (run, c)
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    section = page[page.index("## Round 8: validation"):page.index("## Round 8: flown afterwards")]
+    rows = table(section, "| run | " + " | ".join(second) + " | second set | first set | both sets |")
+    assert [row[0].split(" ")[0].strip("*") for row in rows] == runs
+    won = {}
+    for run, row in zip(runs, rows):
+        stats = validation["summary"][run]
+        a, b = (sum(stats[c]["successes"] for c in group) for group in (second, first))
+        won[run] = a + b
+        assert row[1:] == [f"{100 * stats[c]['success_rate']:.0f}" for c in second] + [
+            f"{a}/120", f"{b}/280", f"{100 * (a + b) / 400:.1f}% ({a + b}/400)"], run
+    totals = [sum(won[f"{r}_seed{s}"] for s in range(5)) for r in ("c9", "c8")]
+    assert totals == [1935, 1902] and "**C9 scored 1935 of 2000 (96.8%) against C8's 1902 (95.1%): by the rule, C9" \
+        in section
+    best = max(range(5), key=lambda s: (won[f"c9_seed{s}"], -s))
+    assert best == 3 and "| **c9_seed3** (shipped) |" in section
+    shipped = read_checkpoint(ROOT / "models" / "cfc_ncp.pt")["provenance"]
+    assert (shipped["config"]["seed"], shipped["config"]["epochs"], shipped["flights"]) == (3, 50, 550)  # 6 folders
+    groups = {r: [f"{r}_seed{s}" for s in range(5)] for r in ("c8", "c9")}
+    cells = []
+    for conditions in (first + second, second):
+        summary = {m: {c: validation["summary"][m][c] for c in conditions} for m in runs}
+        stats = across_runs(summary, groups, conditions)
+        cells.append(welch_cell(compare(stats["c9"], stats["c8"])))
+    assert not cells[0][1] and not cells[1][1]
+    assert f"both sets **{cells[0][0].replace(' [', ' points [')},\nnot apart**; the second set alone {cells[1][0]}" \
+        in section
+
+
+def test_the_round_eight_baselines_table_is_its_reports() -> None:
+    """The baselines in models/ after round 8: each head's seed-2 run on C9's six folders, one run each, beside C9's
+    five runs (round 7's reports); and they are the files shipped."""
+    from liquid_pilot.nn.checkpoint import read_checkpoint
+
+    check_round_table("round8/baselines", "| recipe (round 8, the seed-2 runs on C9's data) | runs |",
+                      ["c9", "ltc_ncp_c9", "cfc_c9", "lstm_c9", "gru_c9", "ff_c9"], {"c9": "round7/tiers"})
+    for head in ("ltc_ncp", "cfc", "lstm", "gru", "ff"):
+        made = read_checkpoint(ROOT / "models" / f"{head}.pt")["provenance"]
+        assert (made["config"]["seed"], made["config"]["epochs"], made["flights"]) == (2, 50, 550), head
+    frost = {m: v["frost"]["successes"] for m, v in report("best_pilot/round8/heads_validation2")["summary"].items()}
+    assert min(frost[f"{h}_c9_seed2"] for h in ("ltc_ncp", "cfc", "lstm", "gru", "ff")) == 19  # 95-100%
+    assert [frost[f"{h}_c8_seed2"] for h in ("ltc_ncp", "gru", "lstm", "cfc", "ff")] == [0, 0, 5, 15, 20]
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert ("95-100% of the episodes by every head's run on C9's data, against 0% (LTC-NCP, GRU), 25% (LSTM), 75% "
+            "(dense CfC)\nand 100% (feed-forward)") in page
 
 
 def test_the_round_seven_table_and_fresh_seeds_are_their_reports() -> None:
