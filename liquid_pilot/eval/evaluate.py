@@ -37,22 +37,20 @@ def resolve_conditions(names: list[str]) -> list[str]:
     conditions for choosing recipes, ``validation2`` the second, harder held-out set (new looks, dusk, a farther
     chair), ``hard`` the hard tier (longer, harder and combined shifts).
     """
-    available, held_out, held_out2, hard = list_scenarios(), list_validation(), list_validation2(), list_hard()
+    available = list_scenarios()
+    groups = {"validation": list_validation(), "validation2": list_validation2(), "hard": list_hard()}
     out: list[str] = []
     for name in names:
         if name == "all":
             out += [IN_DISTRIBUTION] + [s for s in available if s != IN_DISTRIBUTION]
         elif name == "ood":
             out += [s for s in available if s != IN_DISTRIBUTION]
-        elif name == "validation":
-            out += held_out
-        elif name == "validation2":
-            out += held_out2
-        elif name == "hard":
-            out += hard
-        elif name in available or name in held_out or name in held_out2 or name in hard:
+        elif name in groups:
+            out += groups[name]
+        elif name in available or any(name in group for group in groups.values()):
             out.append(name)
         else:
+            held_out, held_out2, hard = groups.values()
             raise ValueError(f"unknown condition {name!r}; conditions are scenarios ({', '.join(available)}), "
                              f"validation conditions ({', '.join(held_out)}), second validation set "
                              f"({', '.join(held_out2)}), hard conditions ({', '.join(hard)}), "
