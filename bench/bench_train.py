@@ -22,9 +22,14 @@ baseline and ratio (here value / baseline: the speed-up, or how many times large
   --config config/train.yaml`` (``--config`` to change) on real bags (those of ``config/collect.sh``), in a
   fresh process: wall seconds, the trainer's own seconds, CPU seconds, peak resident memory, and the
   machine's load average before and after (what else ran is part of the figure).
+- Validation (``--validation BAGS...``): one epoch's validation pass as the trainer runs it (each held-out frame
+  through the CNN once, the head on each window's slice) against the baseline of every window's frames through the
+  whole pilot, on the held-out flights of real bags split as ``--config`` splits them, with ``--model``; one thread,
+  the two alternating ``--repeats`` times: seconds of each (medians), the ratio, and both losses (they must agree).
 
 Usage: python bench/bench_train.py [--quick] [--frames N] [--windows N] [--dir DIR] [--repeats N] [--skip WHAT] [--ray]
        python bench/bench_train.py --recipe BAGS... [--config FILE] [--threads N]
+       python bench/bench_train.py --validation BAGS... [--config FILE] [--model FILE] [--repeats N]
 """
 from __future__ import annotations
 
@@ -229,6 +234,45 @@ def recipe(bags: list[str], config: str, threads: int | None) -> None:
          load_avg_1m_before=round(load_before[0], 2), load_avg_1m_after=round(os.getloadavg()[0], 2))
 
 
+def validation(bags: list[str], config_path: str, model: str, repeats: int) -> None:
+    """Time one validation pass, the trainer's against every window through the whole pilot, alternating."""
+    import dataclasses
+
+    import torch
+
+    from liquid_pilot.data.dataset import default_cache_dir, load_flights
+    from liquid_pilot.nn.checkpoint import load_pilot
+    from liquid_pilot.train.trainer import _split, _window_losses, evaluate
+
+    torch.set_num_threads(1)
+    config, pilot = load_train_config(config_path), load_pilot(model)
+    topics = config.topics if pilot.config.use_imu else dataclasses.replace(config.topics, imu=None)
+    size = (pilot.config.image_height, pilot.config.image_width)
+    flights = load_flights(bags, topics, size, default_cache_dir())
+    _, val_set, _ = _split(config, flights, ", ".join(bags), io.StringIO())
+
+    @torch.no_grad()
+    def every_window() -> float:
+        losses = [_window_losses(pilot.eval(), b, b["images"])
+                  for b in torch.utils.data.DataLoader(val_set, batch_size=config.batch_size)]
+        return float(torch.cat(losses).double().mean())
+
+    def trainer() -> float:
+        return evaluate(pilot, val_set, config.batch_size)
+
+    seconds: dict[str, list[float]] = {"trainer": [], "every_window": []}
+    losses = {}
+    for _ in range(repeats):
+        for name, run in (("every_window", every_window), ("trainer", trainer)):
+            start = time.perf_counter()
+            losses[name] = run()
+            seconds[name].append(time.perf_counter() - start)
+    new, old = statistics.median(seconds["trainer"]), statistics.median(seconds["every_window"])
+    emit("validation_pass_seconds", new, "s", baseline=round(old, 3), ratio=round(new / old, 3),
+         windows=len(val_set), flights=len(val_set.flights), loss=losses["trainer"],
+         baseline_loss=losses["every_window"], load_avg_1m=round(os.getloadavg()[0], 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run: small data, one repeat")
@@ -244,11 +288,18 @@ def main() -> None:
                         "processes (needs the ray extra; --repeats alternating pairs)")
     parser.add_argument("--recipe", nargs="+", metavar="BAGS", help="only time the whole default training on "
                         "these bags (or folders of bags), as liquid-pilot train runs it")
-    parser.add_argument("--config", default="config/train.yaml", help="with --recipe: the training config")
+    parser.add_argument("--config", default="config/train.yaml", help="with --recipe or --validation: the training "
+                        "config")
     parser.add_argument("--threads", type=int, help="with --recipe: CPU threads (default: the config's)")
+    parser.add_argument("--validation", nargs="+", metavar="BAGS", help="only time one validation pass on these "
+                        "bags' held-out flights, the trainer's against every window through the whole pilot")
+    parser.add_argument("--model", default="models/cfc_ncp.pt", help="with --validation: the pilot")
     args = parser.parse_args()
     if args.recipe:
         recipe(args.recipe, args.config, args.threads)
+        return
+    if args.validation:
+        validation(args.validation, args.config, args.model, args.repeats or 3)
         return
     frames = args.frames or (200_000 if args.quick else 2_000_000)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_train.") as tmp:

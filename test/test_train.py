@@ -11,15 +11,15 @@ from cli_support import cli
 import torch
 
 from liquid_pilot.harness.collect import collect
-from liquid_pilot.data.dataset import load_flights
+from liquid_pilot.data.dataset import SequenceDataset, load_flights
 from liquid_pilot.data.reader import Flight
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint
 from liquid_pilot.nn.policy import Pilot, PilotConfig
 from liquid_pilot.paths import data_dir
 from liquid_pilot.sim.config import load_scenario
 from liquid_pilot.train.replay import replay
-from liquid_pilot.train.trainer import TrainConfig, _warmed_up, _with_camera_fov, load_train_config, \
-    saturated_features, train, training_fov
+from liquid_pilot.train.trainer import TrainConfig, _warmed_up, _window_losses, _with_camera_fov, evaluate, \
+    load_train_config, saturated_features, train, training_fov
 
 FAST = {"sequence_length": 16, "shift": 8, "batch_size": 8, "val_fraction": 0.25, "threads": 1}
 
@@ -85,6 +85,25 @@ def test_saturated_features_counts_the_features_pinned_on_every_frame(bags: Path
     with torch.no_grad():
         pilot.encoder.fc.bias[:20] = 100.0  # twenty features pinned at +1 by tanh
     assert saturated_features(pilot, flights) == (20, 32)
+
+
+@pytest.mark.parametrize("use_imu, strides", [(False, (1,)), (True, (1, 3))])
+def test_validation_scores_every_window_as_the_whole_pilot_does_encoding_each_frame_once(
+        bags: Path, use_imu: bool, strides: tuple[int, ...]) -> None:
+    """The validation loss is the mean over windows of each window's loss from the whole pilot (its frames through the
+    CNN, the head from a fresh state), as training computes it; the CNN sees each held-out frame once, not once per
+    overlapping window."""
+    flights = load_flights([bags], size=(64, 64))
+    pilot = Pilot(PilotConfig(use_imu=use_imu), seed=1)
+    dataset = SequenceDataset(flights, 16, 4, strides)
+    with torch.no_grad():
+        expected = torch.cat([_window_losses(pilot, batch, batch["images"])
+                              for batch in torch.utils.data.DataLoader(dataset, batch_size=5)]).double().mean()
+    encoded: list[int] = []
+    pilot.encoder.register_forward_hook(lambda module, inputs, output: encoded.append(len(output)))
+    assert evaluate(pilot, dataset, 5) == pytest.approx(float(expected), rel=1e-6)
+    frames = sum(len(f.commands) for f in flights)
+    assert sum(encoded) <= frames < len(dataset) * 16 / 2  # windows overlap four times over; each frame once
 
 
 def test_the_mean_command_loss_is_the_loss_of_always_commanding_the_training_mean() -> None:

@@ -185,16 +185,21 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+    def frames(self, item: int) -> tuple[Flight, slice, np.ndarray]:
+        """Return window ``item``'s flight, the slice of its frames the window keeps, and their elapsed times."""
         index, start, stride = self.windows[item]
         f, end = self.flights[index], start + (self.length - 1) * stride + 1
-        images = shards.read_frames(f.images, start, end)
         dt = f.dt[start:end].copy()
         dt[0] = 0.0  # the window starts from a fresh state, as a flight does
         if stride > 1 and len(dt) > 1:  # each kept frame carries the time since the kept frame before it
-            images = np.ascontiguousarray(images[::stride])
             dt = np.concatenate([[0.0], np.add.reduceat(dt[1:], np.arange(0, len(dt) - 1, stride))]).astype(dt.dtype)
-        keep = slice(start, end, stride)
+        return f, slice(start, end, stride), dt
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        f, keep, dt = self.frames(item)
+        images = shards.read_frames(f.images, keep.start, keep.stop)
+        if keep.step > 1:
+            images = np.ascontiguousarray(images[::keep.step])
         return {"images": torch.from_numpy(images), "imu": torch.from_numpy(np.ascontiguousarray(f.imu[keep])),
                 "dt": torch.from_numpy(dt).unsqueeze(-1),
                 "commands": torch.from_numpy(np.ascontiguousarray(f.commands[keep]))}

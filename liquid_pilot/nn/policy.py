@@ -116,7 +116,7 @@ class Pilot(nn.Module):
             x = (x - mean) / torch.sqrt(spread + FRAME_NORM_FLOOR)
         return (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
 
-    def _sensory(self, image: Tensor, imu: Tensor | None) -> Tensor:
+    def sensory(self, image: Tensor, imu: Tensor | None) -> Tensor:
         """Images (N, H, W, 3) and IMU (N, 6) -> the head's sensory features (N, F)."""
         features = self.encoder(self._normalised(image))
         if not self.config.use_imu:
@@ -131,17 +131,21 @@ class Pilot(nn.Module):
         batch = image.shape[0]
         state = self.initial_state(batch) if state is None else state
         dt = torch.as_tensor(dt, dtype=torch.float32).reshape(-1, 1).expand(batch, 1)
-        y, state = self.head.step(self._sensory(image, obs.get("imu")), state, dt * self.config.time_scale)
+        y, state = self.head.step(self.sensory(image, obs.get("imu")), state, dt * self.config.time_scale)
         return y * self.command_scale, state
 
     def forward(self, images: Tensor, imu: Tensor | None, dt: Tensor,
                 state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sequences for training: images (B, T, H, W, 3), imu (B, T, 6), dt (B, T, 1) seconds."""
         batch, steps = images.shape[:2]
-        state = self.initial_state(batch) if state is None else state
         flat_imu = None if imu is None else imu.flatten(0, 1)
-        x = self._sensory(images.flatten(0, 1), flat_imu).unflatten(0, (batch, steps))
-        y, state = self.head.sequence(x, dt.reshape(batch, steps, 1) * self.config.time_scale, state)
+        return self.sequence(self.sensory(images.flatten(0, 1), flat_imu).unflatten(0, (batch, steps)), dt, state)
+
+    def sequence(self, features: Tensor, dt: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run the head over sequences of per-frame sensory features (B, T, F); dt (B, T, 1) seconds."""
+        batch, steps = features.shape[:2]
+        state = self.initial_state(batch) if state is None else state
+        y, state = self.head.sequence(features, dt.reshape(batch, steps, 1) * self.config.time_scale, state)
         return y * self.command_scale, state
 
     def saliency(self, obs: Mapping[str, Tensor], state: Tensor | None, dt: Tensor | float) -> Tensor:

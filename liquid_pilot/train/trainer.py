@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 from collections import Counter
 import io
+import itertools
 import os
 import shutil
 import sys
@@ -43,6 +44,7 @@ from liquid_pilot import __version__
 from liquid_pilot.data.dataset import AugmentConfig, SequenceDataset, apply_augmentation, default_cache_dir, \
     draw_augmentation, load_flights, normalisation, split_flights
 from liquid_pilot.data.reader import BagError, Flight, TopicConfig
+from liquid_pilot.data import shards
 from liquid_pilot.data.shards import gigabytes
 from liquid_pilot.flight.image import PREPROCESSING
 from liquid_pilot.nn.checkpoint import load_pilot, read_checkpoint, save_pilot
@@ -239,8 +241,11 @@ def training_fov(flights: list[Flight]) -> list[float] | None:
 def _window_losses(pilot: Pilot, batch: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """Each window's MSE on commands divided by the model's command scale, so every axis counts alike: (B,)."""
     predicted, _ = pilot(images, batch["imu"] if pilot.config.use_imu else None, batch["dt"])
-    scale = pilot.command_scale
-    return ((predicted.float() - batch["commands"]) / scale).square().mean(dim=(1, 2))
+    return _command_losses(pilot, predicted, batch["commands"])
+
+
+def _command_losses(pilot: Pilot, predicted: torch.Tensor, commands: torch.Tensor) -> torch.Tensor:
+    return ((predicted.float() - commands) / pilot.command_scale).square().mean(dim=(1, 2))
 
 
 def _autocast_encoder(pilot: Pilot, dtype: torch.dtype | None) -> None:
@@ -723,20 +728,49 @@ def _with_camera_fov(cfg: PilotConfig, flights: list[Flight], log: Any, parent: 
 def evaluate(pilot: Pilot, dataset: SequenceDataset, batch_size: int, runtime: Runtime | None = None) -> float:
     """Mean validation loss over all windows, without augmentation.
 
-    Each process takes its share of the windows and the sums are added, so every process gets the
-    same loss.
+    Windows overlap (their shift is shorter than their length), so each held-out frame goes through the CNN once:
+    a flight's frames are encoded together and each window runs the head on its slice of their features. The loss is
+    the one running every window's frames through the whole pilot gives, for a quarter of the CNN's work at the
+    recipe's shift of 16 frames in 64. Each process takes its share of the windows and the sums are added, so every
+    process gets the same loss.
     """
     runtime = runtime or Runtime(device=next(pilot.parameters()).device)
     pilot.eval()
     a, z = distributed.share(len(dataset), runtime)
     totals = torch.zeros(2, dtype=torch.float64, device=runtime.device)
-    for batch in DataLoader(torch.utils.data.Subset(dataset, range(a, z)), batch_size=batch_size):
-        batch = _on(batch, runtime.device)
-        losses = _window_losses(pilot, batch, batch["images"])
+    pending: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = []
+
+    def run() -> None:  # one batch of windows through the head, as training batches them
+        features = torch.stack([w[0] for w in pending])
+        dt = torch.from_numpy(np.stack([w[1] for w in pending])).unsqueeze(-1).to(runtime.device)
+        commands = torch.from_numpy(np.stack([w[2] for w in pending])).to(runtime.device)
+        predicted, _ = pilot.sequence(features, dt)
+        losses = _command_losses(pilot, predicted, commands)
         totals[0] += losses.double().sum()
         totals[1] += len(losses)
+        pending.clear()
+
+    chunk = max(1, batch_size) * dataset.length  # frames through the CNN at once: a training batch's
+    for flight, items in itertools.groupby(range(a, z), key=lambda i: dataset.windows[i][0]):
+        windows = [dataset.frames(i)[1:] for i in items]
+        f, first, last = dataset.flights[flight], min(w[0].start for w in windows), max(w[0].stop for w in windows)
+        features = torch.cat([_encoded(pilot, f, s, min(s + chunk, last), runtime.device)
+                              for s in range(first, last, chunk)])
+        for keep, dt in windows:
+            pending.append((features[keep.start - first:keep.stop - first:keep.step], dt,
+                            np.ascontiguousarray(f.commands[keep])))
+            if len(pending) == batch_size:
+                run()
+    if pending:
+        run()
     totals = distributed.sum_(totals, runtime)
     return float(totals[0] / totals[1])
+
+
+def _encoded(pilot: Pilot, flight: Flight, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """Return the sensory features of frames ``start:stop`` of ``flight``: (stop - start, F)."""
+    images = torch.from_numpy(shards.read_frames(flight.images, start, stop)).to(device)
+    return pilot.sensory(images, torch.from_numpy(np.ascontiguousarray(flight.imu[start:stop])).to(device))
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
