@@ -493,3 +493,29 @@ def test_the_feed_forward_at_fifty_epochs_is_its_reports() -> None:
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     assert (f"CfC-NCP minus feed-forward over runs (points): easy tier **{cells[0][0]} (apart)**, hard\n"
             f"tier {cells[1][0]}, hard searches {cells[2][0]}.") in page
+
+
+ROUND9_HEADER = "| recipe (round 9, every head on C9's data, 50 epochs) | runs |"
+# Round 9: each head's five runs on C9's six folders (seed 2's trained in round 8), in round9/<head>; C9's in round 7
+ROUND9 = {"ff_c9": "feed-forward", "lstm_c9": "LSTM", "cfc_c9": "dense CfC"}
+ROUND9_WELCH_HEADER = "| C9's CfC-NCP minus (points, Welch's 95% interval over runs, round 9) | easy tier | hard tier |"
+
+
+def test_the_round_nine_heads_and_the_claim_are_their_reports() -> None:
+    """Every head trained five times on the default's data: the table per run and over runs, and the claim's Welch
+    intervals (C9's CfC-NCP minus each head), eval's own over the reports' runs."""
+    from liquid_pilot.eval.runs import compare
+
+    check_round_table("round9", ROUND9_HEADER, ["c9", *ROUND9],
+                      {"c9": "round7/tiers", **{recipe: f"round9/{recipe[:-3]}" for recipe in ROUND9}})
+    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), ROUND9_WELCH_HEADER)
+    assert [row[0] for row in rows] == list(ROUND9.values())
+    for row, recipe in zip(rows, ROUND9):
+        cells = [welch_cell(compare(report(f"best_pilot/round7/tiers/{tier}")["runs"]["c9"],
+                                    report(f"best_pilot/round9/{recipe[:-3]}/{tier}")["runs"][recipe]))
+                 for tier in ("easy", "hard", "search")]
+        assert row[1:] == [text + (", apart" if apart else "") for text, apart in cells], row[0]
+    warm = {t: 100 * report(f"best_pilot/round9/lstm_warmup/{t}")["ood_mean"]["lstm_warmup_c9_seed0"]["success_rate"]
+            for t in ("easy", "hard", "search")}  # the LSTM's seed 0, which did not learn, with the warm-up
+    page = (ROOT / "docs/results/best_pilot/README.md").read_text()
+    assert f"flies {warm['easy']:.1f}%, {warm['hard']:.1f}%\n  and {warm['search']:.0f}% of the searches" in page
