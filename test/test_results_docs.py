@@ -100,6 +100,9 @@ ROUND5_HEADER = "| recipe (round 5) | runs | easy tier: each run | easy tier: ov
 ROUND5 = ["c7", "c6r"]
 
 
+TIERS = ("easy", "hard", "search")  # the study's tiers: a report folder each (the easy tier, the hard, its searches)
+
+
 def check_round_table(tiers: str, header: str, order: list[str], elsewhere: dict[str, str] | None = None) -> None:
     """Each row: a recipe's runs (each run's mean, then over runs), or its one run (the seed-2 model) alone.
 
@@ -109,7 +112,7 @@ def check_round_table(tiers: str, header: str, order: list[str], elsewhere: dict
     assert len(rows) == len(order)
     for row, recipe in zip(rows, order):
         folder = (elsewhere or {}).get(recipe, tiers)
-        reports = {t: report(f"best_pilot/{folder}/{t}") for t in ("easy", "hard", "search")}
+        reports = {t: report(f"best_pilot/{folder}/{t}") for t in TIERS}
         if recipe in reports["easy"].get("runs", {}):  # several runs: each run's mean, then over runs
             expected = [str(len(reports["easy"]["runs"][recipe]["runs"]))]
             for tier in ("easy", "hard"):
@@ -140,13 +143,24 @@ def test_the_best_pilot_round_five_table_is_its_reports() -> None:
     check_round_table("round5/ff", "| recipe (round 5, the feed-forward pilot) | runs |", ["ff_c7"])
 
 
-def c7_minus(where: str, name: str, tier: str) -> tuple[str, bool]:
-    """C7's CfC-NCP minus recipe ``name`` of report ``round5/<where>`` on ``tier``: eval's own Welch interval, as the
-    page writes it (points, signed, the minus sign typeset), and whether it excludes zero."""
+def minus(base: str, base_recipe: str, where: str, recipe: str) -> list[tuple[str, bool]]:
+    """Recipe ``base_recipe`` of reports ``best_pilot/<base>/<tier>`` minus ``recipe`` of ``best_pilot/<where>/<tier>``
+    on each tier: eval's own Welch interval over their runs, as the page writes it (points, signed, the minus sign
+    typeset), and whether it excludes zero."""
     from liquid_pilot.eval.runs import compare
 
-    return welch_cell(compare(report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"],
-                              report(f"best_pilot/round5/{where}/{tier}")["runs"][name]))
+    return [welch_cell(compare(report(f"best_pilot/{base}/{tier}")["runs"][base_recipe],
+                               report(f"best_pilot/{where}/{tier}")["runs"][recipe])) for tier in TIERS]
+
+
+def check_welch_table(header: str, base: str, base_recipe: str, rows: dict[str, tuple[str, str]]) -> None:
+    """The study's table under ``header``: a row per label of ``rows`` (in order), each cell the base recipe minus the
+    row's (report folder, recipe) on a tier, with ", apart" where the interval excludes zero."""
+    found = table((ROOT / "docs/results/best_pilot/README.md").read_text(), header)
+    assert [row[0] for row in found] == list(rows)
+    for row in found:
+        cells = minus(base, base_recipe, *rows[row[0]])
+        assert row[1:] == [text + (", apart" if apart else "") for text, apart in cells], row[0]
 
 
 def welch_cell(diff: dict, gap: str = " ") -> tuple[str, bool]:
@@ -160,7 +174,7 @@ def welch_cell(diff: dict, gap: str = " ") -> tuple[str, bool]:
 def test_the_round_five_feed_forward_intervals_are_the_reports() -> None:
     """The page's C7-minus-feed-forward intervals are eval's own Welch intervals over the two reports' runs."""
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
-    cells = [c7_minus("ff", "ff_c7", tier)[0] for tier in ("easy", "hard", "search")]
+    cells = [text for text, _ in minus("round5/tiers", "c7", "round5/ff", "ff_c7")]
     assert (f"easy tier **{cells[0]} (apart: the\nfeed-forward pilot ahead)**, hard tier {cells[1]}, searches "
             f"{cells[2]}.") in page
 
@@ -179,13 +193,9 @@ def test_the_round_five_heads_table_is_its_reports() -> None:
 
 def test_the_round_five_claim_intervals_are_the_reports() -> None:
     """The claim's table: C7's CfC-NCP minus each head, eval's own Welch interval over the reports' runs."""
-    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), WELCH_HEADER)
-    heads = {"LSTM": ("heads", "lstm_c7"), "GRU": ("heads", "gru_c7"), "dense CfC": ("heads", "cfc_c7"),
-             "LTC-NCP": ("ltc_ncp", "ltc_ncp_c7"), "feed-forward": ("ff", "ff_c7")}
-    assert [row[0] for row in rows] == list(heads)
-    for row in rows:
-        cells = [c7_minus(*heads[row[0]], tier) for tier in ("easy", "hard", "search")]
-        assert row[1:] == [text + (", apart" if apart else "") for text, apart in cells], row[0]
+    check_welch_table(WELCH_HEADER, "round5/tiers", "c7", {
+        "LSTM": ("round5/heads", "lstm_c7"), "GRU": ("round5/heads", "gru_c7"), "dense CfC": ("round5/heads", "cfc_c7"),
+        "LTC-NCP": ("round5/ltc_ncp", "ltc_ncp_c7"), "feed-forward": ("round5/ff", "ff_c7")})
 
 
 def successes(validation: dict, run: str) -> int:
@@ -237,13 +247,7 @@ def test_the_round_five_choice_is_its_validation_report() -> None:
 def test_the_round_six_table_is_its_reports() -> None:
     """C8's five runs on the tiers (round6/tiers), beside C7's (round 5's reports), and the pair's Welch intervals."""
     check_round_table("round6/tiers", "| recipe (round 6) | runs |", ["c8", "c7"], {"c7": "round5/tiers"})
-    from liquid_pilot.eval.runs import compare
-
-    cells = []
-    for tier in ("easy", "hard", "search"):
-        diff = compare(report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"],
-                       report(f"best_pilot/round5/tiers/{tier}")["runs"]["c7"])
-        cells.append(welch_cell(diff))
+    cells = minus("round6/tiers", "c8", "round5/tiers", "c7")
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     assert [apart for _, apart in cells] == [False, False, True]
     assert (f"C8 minus C7 over runs (points): easy tier {cells[0][0]}, hard tier {cells[1][0]},\n"
@@ -458,11 +462,7 @@ def test_the_round_seven_table_and_fresh_seeds_are_their_reports() -> None:
     """C9's five runs on the tiers beside C8's, their Welch intervals, the winter forest, and C9's would-be shipped
     run (seed 2) on the fresh seeds."""
     check_round_table("round7/tiers", "| recipe (round 7) | runs |", ["c8", "c9"], {"c8": "round6/tiers"})
-    from liquid_pilot.eval.runs import compare
-
-    cells = [welch_cell(compare(report(f"best_pilot/round7/tiers/{tier}")["runs"]["c9"],
-                                report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"]))
-             for tier in ("easy", "hard", "search")]
+    cells = minus("round7/tiers", "c9", "round6/tiers", "c8")
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     assert not any(apart for _, apart in cells)
     assert (f"C9 minus C8 over runs (points): easy tier {cells[0][0]}, hard tier {cells[1][0]},\n"
@@ -484,11 +484,7 @@ def test_the_feed_forward_at_fifty_epochs_is_its_reports() -> None:
     """Round 7: the feed-forward's five runs continued to 50 epochs, beside C8, and their Welch intervals."""
     check_round_table("round7/ff_50_epochs", "| recipe (round 7, 50 epochs) | runs |", ["c8", "ff_c8"],
                       {"c8": "round6/tiers"})
-    from liquid_pilot.eval.runs import compare
-
-    cells = [welch_cell(compare(report(f"best_pilot/round6/tiers/{tier}")["runs"]["c8"],
-                                report(f"best_pilot/round7/ff_50_epochs/{tier}")["runs"]["ff_c8"]))
-             for tier in ("easy", "hard", "search")]
+    cells = minus("round6/tiers", "c8", "round7/ff_50_epochs", "ff_c8")
     assert [apart for _, apart in cells] == [True, False, False]
     page = (ROOT / "docs/results/best_pilot/README.md").read_text()
     assert (f"CfC-NCP minus feed-forward over runs (points): easy tier **{cells[0][0]} (apart)**, hard\n"
@@ -505,19 +501,12 @@ ROUND9_WELCH_HEADER = "| C9's CfC-NCP minus (points, Welch's 95% interval over r
 def test_the_round_nine_heads_and_the_claim_are_their_reports() -> None:
     """Every head trained five times on the default's data: the table per run and over runs, and the claim's Welch
     intervals (C9's CfC-NCP minus each head), eval's own over the reports' runs."""
-    from liquid_pilot.eval.runs import compare
-
     check_round_table("round9", ROUND9_HEADER, ["c9", *ROUND9],
                       {"c9": "round7/tiers", **{recipe: f"round9/{recipe[:-3]}" for recipe in ROUND9}})
-    rows = table((ROOT / "docs/results/best_pilot/README.md").read_text(), ROUND9_WELCH_HEADER)
-    assert [row[0] for row in rows] == list(ROUND9.values())
-    for row, recipe in zip(rows, ROUND9):
-        cells = [welch_cell(compare(report(f"best_pilot/round7/tiers/{tier}")["runs"]["c9"],
-                                    report(f"best_pilot/round9/{recipe[:-3]}/{tier}")["runs"][recipe]))
-                 for tier in ("easy", "hard", "search")]
-        assert row[1:] == [text + (", apart" if apart else "") for text, apart in cells], row[0]
+    check_welch_table(ROUND9_WELCH_HEADER, "round7/tiers", "c9",
+                      {label: (f"round9/{recipe[:-3]}", recipe) for recipe, label in ROUND9.items()})
     page = " ".join((ROOT / "docs/results/best_pilot/README.md").read_text().split())
     for run in ("lstm_warmup_c9_seed0", "ltc_ncp_warmup_c9_seed1"):  # the runs that did not learn, with the warm-up
         warm = [100 * report(f"best_pilot/round9/{run[:-9]}/{t}")["ood_mean"][run]["success_rate"]
-                for t in ("easy", "hard", "search")]
+                for t in TIERS]
         assert f"flies {warm[0]:.1f}%, {warm[1]:.1f}% and {warm[2]:.1f}% of the searches".replace(".0%", "%") in page
